@@ -1,0 +1,477 @@
+"""Spherical-harmonic transforms on Gaussian grids with triangular truncation.
+
+Layouts
+-------
+* Grid (nodal) fields: ``(..., nlat, nlon)``, latitude ascending (south to north) on the
+  Gauss–Legendre nodes, longitude ``lambda_i = 2 pi i / nlon`` (0 to 360 degrees east).
+* Spectral (modal) fields: ``(..., 2, M, L)`` real coefficients. Axis ``-3`` is the
+  cos(m lambda) / sin(m lambda) part, ``m = 0..T`` is the zonal wavenumber and ``l = n - m``
+  the offset of the total wavenumber ``n`` from ``m``. Storing ``l`` rather than ``n`` makes
+  the equatorial parity of ``P_n^m`` (``(-1)^(n+m) = (-1)^l``) independent of ``m``, so the
+  even/odd split that halves the Legendre work is a plain reshape. ``L`` is ``T + 1`` rounded
+  up to an even number; coefficients with ``n > T`` are kept at zero.
+
+Normalisation: ``f(lambda, mu) = sum_{m,n} [a_nm cos(m lambda) + b_nm sin(m lambda)] P_nm(mu)``
+with ``int_{-1}^{1} P_nm(mu)^2 dmu = 1``. The global mean of ``f`` is ``a_00 / sqrt(2)``.
+
+The associated Legendre functions are computed in float64 with the standard three-term
+recurrence for fully normalised functions (e.g. Durran 2010, "Numerical Methods for Fluid
+Dynamics", section 6.3, eqs. 6.37–6.41), and the latitudinal derivative with
+``(1 - mu^2) dP_n^m/dmu = -n eps_{n+1}^m P_{n+1}^m + (n+1) eps_n^m P_{n-1}^m``,
+``eps_n^m = sqrt((n^2 - m^2)/(4 n^2 - 1))`` (Durran 2010, eq. 6.42). Transforms of vector
+fields follow the integration-by-parts form of Temperton (1991, MWR 119, 1303–1327) so that
+they are exact for band-limited inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+
+from esm import constants
+
+# Named triangular truncations on the standard quadratic (alias-free for quadratic terms)
+# Gaussian grids: nlat >= (3T + 1)/2, nlon = 2 nlat.
+RESOLUTIONS: dict[str, tuple[int, int]] = {
+    "t21": (21, 32),
+    "t31": (31, 48),
+    "t42": (42, 64),
+    "t63": (63, 96),
+    "t85": (85, 128),
+    "t106": (106, 160),
+    "t170": (170, 256),
+}
+
+FOURIER_METHODS = ("fft", "matmul")
+
+
+def gauss_legendre_nodes(nlat: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes ``mu`` (ascending) and weights (summing to 2), float64.
+
+    numpy's nodes are polished with Newton iterations on the Legendre recurrence so that
+    nodes and weights are accurate to a few ulp even for nlat = 256.
+    """
+    x, _ = np.polynomial.legendre.leggauss(nlat)
+    for _ in range(3):
+        p0, p1 = np.ones_like(x), x.copy()
+        for k in range(2, nlat + 1):
+            p0, p1 = p1, ((2 * k - 1) * x * p1 - (k - 1) * p0) / k
+        dp = nlat * (x * p1 - p0) / (x * x - 1.0)
+        x = x - p1 / dp
+    p0, p1 = np.ones_like(x), x.copy()
+    for k in range(2, nlat + 1):
+        p0, p1 = p1, ((2 * k - 1) * x * p1 - (k - 1) * p0) / k
+    dp = nlat * (x * p1 - p0) / (x * x - 1.0)
+    w = 2.0 / ((1.0 - x * x) * dp * dp)
+    order = np.argsort(x)
+    return x[order], w[order]
+
+
+def normalized_legendre(n_max: int, m_max: int, mu: np.ndarray) -> np.ndarray:
+    """Fully normalised associated Legendre functions ``P[m, n, j]`` for ``n <= n_max``.
+
+    ``int_{-1}^{1} P[m, n]^2 dmu = 1``; entries with ``n < m`` are zero. float64. Values that
+    underflow near the poles for large ``m`` are (correctly) negligible.
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    s = np.sqrt(1.0 - mu * mu)
+    p = np.zeros((m_max + 1, n_max + 1, mu.size))
+    pmm = np.full(mu.shape, np.sqrt(0.5))
+    with np.errstate(under="ignore"):
+        for m in range(m_max + 1):
+            if m > 0:
+                pmm = pmm * np.sqrt((2.0 * m + 1.0) / (2.0 * m)) * s
+            if m > n_max:
+                break
+            p[m, m] = pmm
+            if m + 1 <= n_max:
+                p[m, m + 1] = np.sqrt(2.0 * m + 3.0) * mu * pmm
+            for n in range(m + 2, n_max + 1):
+                a = np.sqrt((4.0 * n * n - 1.0) / (n * n - m * m))
+                b = np.sqrt(((n - 1.0) ** 2 - m * m) / (4.0 * (n - 1.0) ** 2 - 1.0))
+                p[m, n] = a * (mu * p[m, n - 1] - b * p[m, n - 2])
+    return p
+
+
+def _epsilon(n: np.ndarray, m: np.ndarray) -> np.ndarray:
+    n = np.asarray(n, dtype=np.float64)
+    m = np.asarray(m, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e = np.sqrt(np.where(n >= m, (n * n - m * m) / (4.0 * n * n - 1.0), 0.0))
+    return np.where(n >= m, e, 0.0)
+
+
+def legendre_derivative(p: np.ndarray) -> np.ndarray:
+    """``H[m, n, j] = (1 - mu^2) dP_n^m/dmu`` from ``P`` given up to degree ``n_max + 1``.
+
+    Returns H for degrees ``0..n_max`` (one fewer than ``p`` holds).
+    """
+    m_max1, n_max2, _ = p.shape
+    n_max = n_max2 - 2
+    m = np.arange(m_max1)[:, None]
+    n = np.arange(n_max + 1)[None, :]
+    e_np1 = _epsilon(n + 1, m)
+    e_n = _epsilon(n, m)
+    h = -n[..., None] * e_np1[..., None] * p[:, 1 : n_max + 2]
+    lower = np.concatenate([np.zeros_like(p[:, :1]), p[:, : n_max]], axis=1)
+    h = h + ((n + 1) * e_n)[..., None] * lower
+    valid = (n >= m)[..., None]
+    return np.where(valid, h, 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SphericalHarmonicGrid:
+    """Gaussian grid with triangular truncation ``T`` and its transforms and operators.
+
+    Hashable and comparable by its settings, so it can be a static argument of jitted
+    functions; the transform matrices are built lazily in float64 and cast to ``dtype``.
+
+    Attributes:
+      truncation: T, the largest total wavenumber kept.
+      nlat, nlon: Gaussian grid size (nlat even, nlon >= 2T + 1).
+      radius: sphere radius in m.
+      dtype: "float32" or "float64" for transform matrices (and hence results).
+      fourier: "fft" (jnp.fft.rfft/irfft) or "matmul" (dense real DFT matrices).
+    """
+
+    truncation: int
+    nlat: int
+    nlon: int
+    radius: float = constants.EARTH_RADIUS
+    dtype: str = "float32"
+    fourier: str = "fft"
+
+    def __post_init__(self):
+        if self.nlat % 2:
+            raise ValueError(f"nlat={self.nlat} must be even (equatorial symmetry is used)")
+        if self.nlon < 2 * self.truncation + 1:
+            raise ValueError(
+                f"nlon={self.nlon} cannot represent wavenumber T={self.truncation}: "
+                f"use nlon >= {2 * self.truncation + 1}")
+        if self.nlat < self.truncation + 1:
+            raise ValueError(f"nlat={self.nlat} too small for T={self.truncation}")
+        if self.fourier not in FOURIER_METHODS:
+            raise ValueError(f"fourier={self.fourier!r}; choose one of {FOURIER_METHODS}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype={self.dtype!r}; choose float32 or float64")
+
+    @classmethod
+    def from_name(cls, name: str, **kwargs) -> "SphericalHarmonicGrid":
+        """Grid for a named resolution such as ``"t42"`` (see ``RESOLUTIONS``)."""
+        key = name.lower()
+        if key not in RESOLUTIONS:
+            raise ValueError(
+                f"unknown resolution {name!r}; choose one of {', '.join(RESOLUTIONS)}")
+        t, nlat = RESOLUTIONS[key]
+        return cls(truncation=t, nlat=nlat, nlon=2 * nlat, **kwargs)
+
+    def replace(self, **kwargs) -> "SphericalHarmonicGrid":
+        return dataclasses.replace(self, **kwargs)
+
+    # ----------------------------------------------------------------- sizes and coordinates
+    @property
+    def n_m(self) -> int:
+        return self.truncation + 1
+
+    @property
+    def n_l(self) -> int:
+        return self.truncation + 1 + (self.truncation + 1) % 2
+
+    @property
+    def modal_shape(self) -> tuple[int, int, int]:
+        return (2, self.n_m, self.n_l)
+
+    @property
+    def nodal_shape(self) -> tuple[int, int]:
+        return (self.nlat, self.nlon)
+
+    @functools.cached_property
+    def _nodes(self):
+        return gauss_legendre_nodes(self.nlat)
+
+    @property
+    def sin_lat(self) -> np.ndarray:
+        """mu = sin(latitude) at the Gaussian nodes, ascending, float64."""
+        return self._nodes[0]
+
+    @property
+    def quadrature_weights(self) -> np.ndarray:
+        return self._nodes[1]
+
+    @property
+    def latitude(self) -> np.ndarray:
+        """Latitudes in radians, ascending, float64 shape (nlat,)."""
+        return np.arcsin(self.sin_lat)
+
+    @property
+    def longitude(self) -> np.ndarray:
+        """Longitudes in radians in [0, 2 pi), float64 shape (nlon,)."""
+        return 2.0 * np.pi * np.arange(self.nlon) / self.nlon
+
+    @property
+    def cos_lat(self) -> np.ndarray:
+        return np.sqrt(1.0 - self.sin_lat**2)
+
+    @functools.cached_property
+    def lat_lon_mesh(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lon) in radians, each float64 shape (nlat, nlon)."""
+        lon, lat = np.meshgrid(self.longitude, self.latitude)
+        return lat, lon
+
+    @functools.cached_property
+    def total_wavenumber(self) -> np.ndarray:
+        """n for each (m, l) slot, int shape (M, L)."""
+        m = np.arange(self.n_m)[:, None]
+        l = np.arange(self.n_l)[None, :]
+        return m + l
+
+    @functools.cached_property
+    def zonal_wavenumber(self) -> np.ndarray:
+        return np.broadcast_to(np.arange(self.n_m)[:, None], (self.n_m, self.n_l))
+
+    @functools.cached_property
+    def mask(self) -> np.ndarray:
+        """1 where the coefficient belongs to the truncation, shape (2, M, L) float64."""
+        valid = self.total_wavenumber <= self.truncation
+        out = np.stack([valid, valid]).astype(np.float64)
+        out[1, 0, :] = 0.0  # sin(0 lambda) does not exist
+        return out
+
+    @functools.cached_property
+    def laplacian_eigenvalues(self) -> np.ndarray:
+        """-n (n + 1) / a^2, float64 shape (M, L)."""
+        n = self.total_wavenumber.astype(np.float64)
+        return -n * (n + 1.0) / self.radius**2
+
+    # ------------------------------------------------------------------- transform matrices
+    def _cast(self, x):
+        return jnp.asarray(x, dtype=self.dtype)
+
+    @functools.cached_property
+    def _legendre_np(self):
+        """Even/odd split P and H on the northern nodes, layout (M, nlat/2, L/2), float64."""
+        t, nh = self.truncation, self.nlat // 2
+        mu_north = self.sin_lat[nh:]
+        p = normalized_legendre(t + 1, t, mu_north)  # (M, T + 2, nh): H needs degree T + 1
+        h = legendre_derivative(p)  # (M, T + 1, nh)
+        m_idx = np.arange(self.n_m)[:, None]
+        n_idx = np.minimum(self.total_wavenumber, t)
+        valid = (self.total_wavenumber <= t)[..., None]
+        p_ml = np.where(valid, p[m_idx, n_idx], 0.0)  # (M, L, nh)
+        h_ml = np.where(valid, h[m_idx, n_idx], 0.0)
+        p_ml = np.transpose(p_ml, (0, 2, 1))  # (M, nh, L)
+        h_ml = np.transpose(h_ml, (0, 2, 1))
+        return {
+            "p_even": p_ml[..., 0::2], "p_odd": p_ml[..., 1::2],
+            "h_even": h_ml[..., 0::2], "h_odd": h_ml[..., 1::2],
+        }
+
+    @functools.cached_property
+    def _legendre(self):
+        return {k: self._cast(v) for k, v in self._legendre_np.items()}
+
+    @functools.cached_property
+    def _weights(self):
+        nh = self.nlat // 2
+        w = self.quadrature_weights[nh:]
+        mu = self.sin_lat[nh:]
+        return {"plain": self._cast(w), "metric": self._cast(w / (1.0 - mu * mu))}
+
+    @functools.cached_property
+    def _dft(self):
+        """Real DFT matrices: forward (nlon, 2M) and inverse (2M, nlon)."""
+        m = np.arange(self.n_m)
+        lam = self.longitude[:, None] * m[None, :]
+        scale = np.where(m == 0, 1.0, 2.0) / self.nlon
+        forward = np.concatenate([np.cos(lam) * scale, np.sin(lam) * scale], axis=1)
+        forward[:, self.n_m] = 0.0
+        inverse = np.concatenate([np.cos(lam), np.sin(lam)], axis=1).T
+        inverse[self.n_m] = 0.0
+        return self._cast(forward), self._cast(inverse)
+
+    # ------------------------------------------------------------------------- Fourier part
+    def _fourier_forward(self, x):
+        """(..., nlat, nlon) -> (..., 2, M, nlat)."""
+        if self.fourier == "fft":
+            spec = jnp.fft.rfft(x, axis=-1)[..., : self.n_m]
+            scale = jnp.asarray(np.where(np.arange(self.n_m) == 0, 1.0, 2.0) / self.nlon,
+                                dtype=x.dtype)
+            cos_part = jnp.real(spec) * scale
+            sin_part = -jnp.imag(spec) * scale
+            out = jnp.stack([cos_part, sin_part], axis=-2)  # (..., nlat, 2, M)
+        else:
+            forward, _ = self._dft
+            out = (x @ forward).reshape(x.shape[:-1] + (2, self.n_m))
+        return jnp.moveaxis(out, -3, -1)
+
+    def _fourier_inverse(self, f):
+        """(..., 2, M, nlat) -> (..., nlat, nlon)."""
+        f = jnp.moveaxis(f, -1, -3)  # (..., nlat, 2, M)
+        if self.fourier == "fft":
+            n_half = self.nlon // 2 + 1
+            spec = (f[..., 0, :] - 1j * f[..., 1, :]) * (self.nlon / 2.0)
+            spec = spec.at[..., 0].multiply(2.0)
+            pad = [(0, 0)] * (spec.ndim - 1) + [(0, n_half - self.n_m)]
+            return jnp.fft.irfft(jnp.pad(spec, pad), n=self.nlon, axis=-1)
+        _, inverse = self._dft
+        return f.reshape(f.shape[:-2] + (2 * self.n_m,)) @ inverse
+
+    # ----------------------------------------------------------------------- Legendre part
+    def _legendre_forward(self, f, weights: str, matrices: str, parity: int):
+        """Quadrature of (..., 2, M, nlat) against P or H -> (..., 2, M, L).
+
+        parity 0: the functions' even-l part is equatorially symmetric (P);
+        parity 1: it is antisymmetric (H).
+        """
+        nh = self.nlat // 2
+        w = self._weights[weights]
+        north = f[..., nh:]
+        south = f[..., :nh][..., ::-1]
+        sym = (north + south) * w
+        anti = (north - south) * w
+        mats = self._legendre
+        even_in, odd_in = (sym, anti) if parity == 0 else (anti, sym)
+        even = jnp.einsum("...cmj,mjk->...cmk", even_in, mats[f"{matrices}_even"])
+        odd = jnp.einsum("...cmj,mjk->...cmk", odd_in, mats[f"{matrices}_odd"])
+        out = jnp.stack([even, odd], axis=-1)
+        return out.reshape(out.shape[:-2] + (self.n_l,))
+
+    def _legendre_inverse(self, c, matrices: str, parity: int):
+        """(..., 2, M, L) -> (..., 2, M, nlat) evaluating sum c * P (or H)."""
+        mats = self._legendre
+        even = jnp.einsum("...cmk,mjk->...cmj", c[..., 0::2], mats[f"{matrices}_even"])
+        odd = jnp.einsum("...cmk,mjk->...cmj", c[..., 1::2], mats[f"{matrices}_odd"])
+        if parity == 0:
+            north, south = even + odd, even - odd
+        else:
+            north, south = even + odd, odd - even
+        return jnp.concatenate([south[..., ::-1], north], axis=-1)
+
+    # -------------------------------------------------------------------- scalar transforms
+    def to_modal(self, x):
+        """Grid field(s) (..., nlat, nlon) -> spectral coefficients (..., 2, M, L)."""
+        f = self._fourier_forward(x)
+        return self._legendre_forward(f, "plain", "p", 0) * self._cast(self.mask)
+
+    def to_nodal(self, c):
+        """Spectral coefficients (..., 2, M, L) -> grid field(s) (..., nlat, nlon)."""
+        return self._fourier_inverse(self._legendre_inverse(c, "p", 0))
+
+    def clip(self, c):
+        """Zero the coefficients outside the triangular truncation."""
+        return c * self._cast(self.mask)
+
+    # ------------------------------------------------------------------ spectral operators
+    def laplacian(self, c):
+        return c * self._cast(self.laplacian_eigenvalues)
+
+    def inverse_laplacian(self, c):
+        """Inverse Laplacian; the n = 0 (global mean) coefficient is set to zero."""
+        lam = self.laplacian_eigenvalues
+        inv = np.where(lam == 0.0, 0.0, 1.0 / np.where(lam == 0.0, 1.0, lam))
+        return c * self._cast(inv)
+
+    def d_dlon(self, c):
+        """d/d(lambda) in spectral space: (a, b) -> (m b, -m a)."""
+        m = self._cast(np.arange(self.n_m)[:, None])
+        return jnp.stack([m * c[..., 1, :, :], -m * c[..., 0, :, :]], axis=-3)
+
+    def cos_lat_d_dlat(self, c):
+        """cos(lat) * d/d(lat) of a spectral field, evaluated on the grid (exact)."""
+        return self._fourier_inverse(self._legendre_inverse(c, "h", 1))
+
+    def gradient(self, c):
+        """Gradient (eastward, northward components, 1/m units of the field) on the grid."""
+        sec = self._cast(1.0 / (self.radius * self.cos_lat))[:, None]
+        return self.to_nodal(self.d_dlon(c)) * sec, self.cos_lat_d_dlat(c) * sec
+
+    def _flux_transforms(self, u, v):
+        """Metric-weighted P- and H-quadratures of u cos(lat), v cos(lat)."""
+        cos = self._cast(self.cos_lat)[:, None]
+        fu = self._fourier_forward(u * cos)
+        fv = self._fourier_forward(v * cos)
+        pu = self._legendre_forward(fu, "metric", "p", 0)
+        pv = self._legendre_forward(fv, "metric", "p", 0)
+        hu = self._legendre_forward(fu, "metric", "h", 1)
+        hv = self._legendre_forward(fv, "metric", "h", 1)
+        return pu, pv, hu, hv
+
+    def divergence(self, u, v):
+        """Spectral divergence of the grid vector field (u, v) (eastward, northward)."""
+        pu, _, _, hv = self._flux_transforms(u, v)
+        return self.clip(self.d_dlon(pu) - hv) / self.radius
+
+    def curl(self, u, v):
+        """Spectral vertical component of curl of the grid vector field (u, v)."""
+        _, pv, hu, _ = self._flux_transforms(u, v)
+        return self.clip(self.d_dlon(pv) + hu) / self.radius
+
+    def curl_and_divergence(self, u, v):
+        """(curl, divergence) of (u, v) sharing the Fourier and Legendre work."""
+        pu, pv, hu, hv = self._flux_transforms(u, v)
+        curl = self.clip(self.d_dlon(pv) + hu) / self.radius
+        div = self.clip(self.d_dlon(pu) - hv) / self.radius
+        return curl, div
+
+    def velocity_from_potentials(self, streamfunction, velocity_potential):
+        """Grid (u, v) from spectral streamfunction psi and velocity potential chi.
+
+        u = (-cos(lat) dpsi/dlat + dchi/dlon) / (a cos(lat)),
+        v = (dpsi/dlon + cos(lat) dchi/dlat) / (a cos(lat)).
+        """
+        sec = self._cast(1.0 / (self.radius * self.cos_lat))[:, None]
+        dlon = self.to_nodal(self.d_dlon(jnp.stack([streamfunction, velocity_potential])))
+        dlat = self.cos_lat_d_dlat(jnp.stack([streamfunction, velocity_potential]))
+        u = (dlon[1] - dlat[0]) * sec
+        v = (dlon[0] + dlat[1]) * sec
+        return u, v
+
+    def velocity_from_vorticity_divergence(self, vorticity, divergence):
+        """Grid (u, v) in m/s from spectral vorticity and divergence (1/s)."""
+        return self.velocity_from_potentials(self.inverse_laplacian(vorticity),
+                                             self.inverse_laplacian(divergence))
+
+    def vorticity_divergence_from_velocity(self, u, v):
+        """Spectral (vorticity, divergence) from grid (u, v)."""
+        return self.curl_and_divergence(u, v)
+
+    # -------------------------------------------------------------------------- integrals
+    def integrate(self, x):
+        """Area integral over the sphere of grid field(s) (..., nlat, nlon), in units * m^2."""
+        w = self._cast(self.quadrature_weights)
+        zonal = jnp.sum(x, axis=-1) * (2.0 * np.pi / self.nlon)
+        return jnp.sum(zonal * w, axis=-1) * self.radius**2
+
+    def mean(self, x):
+        """Area-weighted global mean of grid field(s)."""
+        return self.integrate(x) / (4.0 * np.pi * self.radius**2)
+
+    @functools.cached_property
+    def area_weights(self) -> np.ndarray:
+        """Cell areas in m^2 on the grid (quadrature weights), float64 (nlat, nlon)."""
+        w = self.quadrature_weights[:, None] * (2.0 * np.pi / self.nlon) * self.radius**2
+        return np.broadcast_to(w, self.nodal_shape)
+
+    # --------------------------------------------------------------------------- filters
+    def hyperdiffusion_eigenvalues(self, order: int) -> np.ndarray:
+        """(n (n + 1) / (T (T + 1)))^order: the del^(2 order) operator scaled to 1 at n = T."""
+        n = self.total_wavenumber.astype(np.float64)
+        t = float(self.truncation)
+        return (n * (n + 1.0) / (t * (t + 1.0))) ** order
+
+    def interpolate_modal(self, c, target: "SphericalHarmonicGrid"):
+        """Spectral interpolation/truncation of coefficients to another grid's truncation."""
+        dm = target.n_m - self.n_m
+        dl = target.n_l - self.n_l
+        if dm >= 0:
+            c = jnp.pad(c, [(0, 0)] * (c.ndim - 2) + [(0, dm), (0, 0)])
+        else:
+            c = c[..., : target.n_m, :]
+        if dl >= 0:
+            c = jnp.pad(c, [(0, 0)] * (c.ndim - 1) + [(0, dl)])
+        else:
+            c = c[..., : target.n_l]
+        return c * jnp.asarray(target.mask, dtype=c.dtype)
