@@ -1,0 +1,177 @@
+"""Where configuration meets code: ``build_model(cfg)`` assembles a model from plain settings.
+
+``cfg`` is a nested mapping (the resolved hydra config as a dict): nothing below this module
+reads configuration. Bad values raise ``ConfigError`` with a one-line message that names the
+value and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import jax
+import numpy as np
+
+from esm import constants, parameters, shallow_water, time_integration
+from esm.spherical_harmonics import FOURIER_METHODS, RESOLUTIONS, SphericalHarmonicGrid
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the value and the fix."""
+
+
+@dataclasses.dataclass
+class ModelSetup:
+    """Everything a simulation needs, built from a config.
+
+    Attributes:
+      experiment: experiment name.
+      grid: horizontal grid.
+      stepper: time stepper (holds the equation).
+      params: parameter pytree (argument of every step).
+      initial_state: prognostic state at time 0.
+      dt: time step in seconds.
+      output: jit-able function state -> {CMIP short name: grid array}.
+      parameter_declarations: the model's declared free parameters.
+      sigma: model levels for 3-d output (None for single-layer models).
+      description: one line for the output's global attributes.
+    """
+
+    experiment: str
+    grid: SphericalHarmonicGrid
+    stepper: time_integration.AbstractStepper
+    params: Any
+    initial_state: Any
+    dt: float
+    output: Callable[[Any], dict[str, jax.Array]]
+    parameter_declarations: tuple[parameters.Parameter, ...]
+    sigma: np.ndarray | None = None
+    description: str = ""
+
+
+def _get(cfg: Mapping, dotted: str, default=None):
+    node: Any = cfg
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return default if node is None else node
+
+
+def _positive(cfg, dotted: str, value=None) -> float:
+    """A positive number from the config, or ConfigError naming the value."""
+    value = _get(cfg, dotted) if value is None else value
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{dotted}={value!r} is not a number; give a positive number") from None
+    if not np.isfinite(value) or value <= 0:
+        raise ConfigError(f"{dotted}={value:g} must be positive (e.g. {dotted}=1)")
+    return value
+
+
+def build_grid(cfg: Mapping) -> SphericalHarmonicGrid:
+    name = str(_get(cfg, "resolution.name", "t42")).lower()
+    if name not in RESOLUTIONS:
+        raise ConfigError(f"unknown resolution {name!r}; choose one of {', '.join(RESOLUTIONS)}")
+    precision = str(_get(cfg, "precision", "float32"))
+    if precision not in ("float32", "float64"):
+        raise ConfigError(f"precision={precision!r}; choose precision=float32 or precision=float64")
+    fourier = str(_get(cfg, "dynamics.fourier", "fft"))
+    if fourier not in FOURIER_METHODS:
+        raise ConfigError(f"dynamics.fourier={fourier!r}; choose one of {', '.join(FOURIER_METHODS)}")
+    return SphericalHarmonicGrid.from_name(name, dtype=precision, fourier=fourier)
+
+
+def time_step_seconds(cfg: Mapping) -> float:
+    if _get(cfg, "run.dt_minutes") is not None:
+        return 60.0 * _positive(cfg, "run.dt_minutes")
+    return 60.0 * _positive(cfg, "resolution.dt_minutes")
+
+
+def build_stepper(cfg: Mapping, equation, dt: float) -> time_integration.AbstractStepper:
+    name = str(_get(cfg, "run.stepper", "leapfrog"))
+    if name not in time_integration.STEPPERS:
+        raise ConfigError(f"run.stepper={name!r}; choose one of {', '.join(time_integration.STEPPERS)}")
+    options = {}
+    if name == "leapfrog":
+        options = {"robert": float(_get(cfg, "dynamics.robert", 0.05)),
+                   "williams": float(_get(cfg, "dynamics.williams", 0.5))}
+        if not 0.0 <= options["robert"] < 1.0:
+            raise ConfigError(f"dynamics.robert={options['robert']:g} must be in [0, 1) (e.g. 0.05)")
+        if not 0.0 <= options["williams"] <= 1.0:
+            raise ConfigError(f"dynamics.williams={options['williams']:g} must be in [0, 1] (e.g. 0.5)")
+    return time_integration.make_stepper(name, equation, dt, **options)
+
+
+def _parameter_overrides(cfg: Mapping, declarations) -> dict[str, float]:
+    """Values set in the config for declared parameters (``physics.<scheme>.<name>``)."""
+    out = {}
+    physics = _get(cfg, "physics", {}) or {}
+    known = {p.name for p in declarations}
+    for scheme, values in physics.items():
+        if not isinstance(values, Mapping):
+            continue
+        for key, value in values.items():
+            name = f"{scheme}.{key}"
+            if name not in known:
+                raise ConfigError(
+                    f"physics.{name} is not a parameter of this model; known: {', '.join(sorted(known)) or 'none'}")
+            if value is not None:
+                out[name] = float(value)
+    return out
+
+
+def build_shallow_water(cfg: Mapping) -> ModelSetup:
+    grid = build_grid(cfg)
+    dt = time_step_seconds(cfg)
+    case_name = str(_get(cfg, "experiment.case"))
+    if case_name not in shallow_water.CASES:
+        raise ConfigError(f"experiment.case={case_name!r}; choose one of {', '.join(shallow_water.CASES)}")
+    order = int(_get(cfg, "dynamics.hyperdiffusion.order", 2))
+    if order < 0:
+        raise ConfigError(f"dynamics.hyperdiffusion.order={order} must be >= 0 (0 switches it off)")
+    options = {}
+    if case_name == "williamson2":
+        options["alpha"] = float(_get(cfg, "experiment.alpha", 0.0))
+    if case_name == "galewsky":
+        options["perturbed"] = bool(_get(cfg, "experiment.perturbed", True))
+    case = shallow_water.CASES[case_name](grid, hyperdiffusion_order=order, **options)
+    eq = case.equation
+    declarations = eq.parameters
+    overrides = _parameter_overrides(cfg, declarations)
+    if order:
+        hours = _get(cfg, "dynamics.hyperdiffusion.timescale_hours")
+        if hours is None:
+            hours = _get(cfg, "resolution.hyperdiffusion_timescale_hours", 12.0)
+        hours = _positive(cfg, "dynamics.hyperdiffusion.timescale_hours", hours)
+        overrides.setdefault("hyperdiffusion.timescale", hours * constants.SECONDS_PER_HOUR)
+    try:
+        params = parameters.default_values(declarations, overrides, dtype=grid.dtype)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    stepper = build_stepper(cfg, eq, dt)
+
+    def output(state):
+        fields = eq.nodal_fields(state)
+        return {"ua": fields["u"], "va": fields["v"], "zg": fields["height"],
+                "vor": fields["vorticity"]}
+
+    return ModelSetup(experiment=str(_get(cfg, "experiment.name", case_name)), grid=grid,
+                      stepper=stepper, params=params, initial_state=case.initial_state, dt=dt,
+                      output=output, parameter_declarations=declarations,
+                      description=case.description)
+
+
+FAMILIES: dict[str, Callable[[Mapping], ModelSetup]] = {
+    "shallow_water": build_shallow_water,
+}
+
+
+def build_model(cfg: Mapping) -> ModelSetup:
+    """Assemble the model that ``cfg`` describes (dispatch on ``experiment.family``)."""
+    family = str(_get(cfg, "experiment.family", ""))
+    if family not in FAMILIES:
+        raise ConfigError(f"experiment.family={family!r}; choose one of {', '.join(FAMILIES)}")
+    return FAMILIES[family](cfg)
