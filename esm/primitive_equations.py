@@ -1,0 +1,371 @@
+"""Dry hydrostatic primitive equations on sigma levels (spectral transform method).
+
+Prognostic variables (spectral, layers top to bottom): vorticity and divergence (1/s),
+temperature deviation T' = T - T_ref(sigma) (K), log surface pressure ln(ps / 1000 hPa),
+and advected tracers (e.g. specific humidity, kg/kg).
+
+Equations: Hoskins & Simmons (1975, QJRMS 101, 637–655) in vorticity–divergence form, with
+the vertical finite differences of Simmons & Burridge (1981, MWR 109, 758–766; "SB81") for
+sigma coordinates, which conserve total energy and angular momentum:
+
+* hydrostatic geopotential phi_k = phi_s + sum_{j>k} R T_j L_j + alpha_k R T_k (SB81 3.18–3.19),
+* energy conversion (omega/p)_k = v_k . grad ln ps - [L_k sum_{j<k} ds_j D_j + alpha_k ds_k D_k]/ds_k
+  with D = div + v . grad ln ps (SB81 3.12),
+* sigma-dot at interfaces from the continuity equation (SB81 3.10) and the centred vertical
+  advection (SB81 3.14).
+
+Semi-implicit treatment (Hoskins & Simmons 1975; Simmons, Hoskins & Burridge 1978, MWR 106,
+405–412): gravity-wave terms linearised about an isothermal-or-layered reference
+temperature T_ref(sigma) are implicit:
+
+    d(div)/dt   ⊃ -lap(G R T' + R T_ref ln ps)
+    dT'/dt      ⊃ -H div
+    d(ln ps)/dt ⊃ -sum_k ds_k div_k
+
+plus optional implicit hyperdiffusion ``-(1/tau) (n(n+1)/(T(T+1)))^p`` of vorticity,
+divergence, temperature and tracers. ``implicit_inverse`` solves the coupled system per total
+wavenumber with K x K matrices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from esm import constants
+from esm.parameters import Parameter
+from esm.shallow_water import HYPERDIFFUSION_PARAMETERS, coriolis_rotated
+from esm.spherical_harmonics import SphericalHarmonicGrid
+from esm.vertical import SigmaCoordinates, interpolate_to_pressure, vertical_advection
+
+GAS_CONSTANT = 287.04  # J/(kg K), dry air (Jablonowski & Williamson 2006)
+KAPPA = 2.0 / 7.0
+HEAT_CAPACITY = GAS_CONSTANT / KAPPA
+REFERENCE_SURFACE_PRESSURE = 1.0e5  # Pa; ln ps is stored as ln(ps / this)
+
+
+class PrimitiveEquationsState(eqx.Module):
+    """Spectral prognostic fields; 3-d fields have shape (K,) + grid.modal_shape."""
+
+    vorticity: jax.Array
+    divergence: jax.Array
+    temperature_variation: jax.Array
+    log_surface_pressure: jax.Array  # shape grid.modal_shape
+    tracers: dict = eqx.field(default_factory=dict)
+
+
+def _levels(matrix, field):
+    """sum_j matrix[k, j] field[j, ...]."""
+    return jnp.einsum("kj,j...->k...", jnp.asarray(matrix, field.dtype), field)
+
+
+def _column(values, like):
+    """A (K,) profile shaped to broadcast against (K, ...) fields of ``like``."""
+    return jnp.asarray(values, like.dtype).reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+class PrimitiveEquations(eqx.Module):
+    """Dry primitive equations as an implicit–explicit ODE with column parametrizations.
+
+    Attributes:
+      grid, vertical: horizontal grid and sigma layers (static).
+      reference_temperature: T_ref per layer (K) for the semi-implicit scheme (static).
+      orography: surface geopotential phi_s, spectral (m^2/s^2).
+      coriolis: Coriolis parameter on the grid (1/s).
+      hyperdiffusion_order: p of del^(2p); 0 switches it off (static).
+      parametrizations: column schemes whose tendencies are added explicitly (static).
+    """
+
+    grid: SphericalHarmonicGrid = eqx.field(static=True)
+    vertical: SigmaCoordinates = eqx.field(static=True)
+    reference_temperature: tuple = eqx.field(static=True)
+    orography: jax.Array
+    coriolis: jax.Array
+    hyperdiffusion_order: int = eqx.field(static=True, default=2)
+    parametrizations: tuple = eqx.field(static=True, default=())
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        decls = HYPERDIFFUSION_PARAMETERS if self.hyperdiffusion_order else ()
+        for scheme in self.parametrizations:
+            decls = decls + tuple(scheme.parameters)
+        return decls
+
+    # ------------------------------------------------------------------ vertical matrices
+    @property
+    def _t_ref(self) -> np.ndarray:
+        return np.asarray(self.reference_temperature, dtype=np.float64)
+
+    def _h_matrix(self) -> np.ndarray:
+        """Linearised temperature tendency dT'/dt = -H div about T_ref (SB81)."""
+        vc = self.vertical
+        t = self._t_ref
+        w, s, ds = vc.omega_matrix, vc.sigma_dot_matrix, vc.thickness
+        k = vc.layers
+        h = KAPPA * t[:, None] * w
+        for i in range(k):
+            if i < k - 1:  # interface below layer i
+                h[i] += s[i] * (t[i + 1] - t[i]) / (2.0 * ds[i])
+            if i > 0:  # interface above layer i
+                h[i] += s[i - 1] * (t[i] - t[i - 1]) / (2.0 * ds[i])
+        return h
+
+    # ------------------------------------------------------------------ grid diagnostics
+    def nodal_diagnostics(self, state: PrimitiveEquationsState) -> dict[str, jax.Array]:
+        """Grid fields shared by the tendencies and the output (all shapes (K, nlat, nlon)
+        unless noted): u, v, vorticity, divergence, temperature_variation, temperature,
+        dlnps_dx / dlnps_dy (1/m, (nlat, nlon)), lnps_advection (v . grad ln ps),
+        sigma_dot ((K-1, ...), interior interfaces), omega_over_p (1/s), tracers."""
+        g, vc = self.grid, self.vertical
+        u, v = g.velocity_from_vorticity_divergence(state.vorticity, state.divergence)
+        zeta, delta, tvar = g.to_nodal(jnp.stack(
+            [state.vorticity, state.divergence, state.temperature_variation]))
+        dx, dy = g.gradient(state.log_surface_pressure)
+        advection = u * dx + v * dy
+        total = delta + advection
+        return {
+            "u": u, "v": v, "vorticity": zeta, "divergence": delta,
+            "temperature_variation": tvar,
+            "temperature": tvar + _column(self._t_ref, tvar),
+            "dlnps_dx": dx, "dlnps_dy": dy, "lnps_advection": advection,
+            "sigma_dot": _levels(vc.sigma_dot_matrix, total),
+            "omega_over_p": advection - _levels(vc.omega_matrix, total),
+            "tracers": {k: g.to_nodal(q) for k, q in state.tracers.items()},
+        }
+
+    def _physics(self, params, d, log_surface_pressure):
+        """Sum of the parametrizations' grid tendencies (u, v, T, tracers)."""
+        if not self.parametrizations:
+            return None
+        from parametrizations.base import ColumnState
+
+        g = self.grid
+        ps = REFERENCE_SURFACE_PRESSURE * jnp.exp(g.to_nodal(log_surface_pressure))
+        lat, lon = g.lat_lon_mesh
+        sigma = jnp.asarray(self.vertical.centers, d["u"].dtype)
+        dtype = d["u"].dtype
+
+        def to_columns(x):  # (K, nlat, nlon) -> (nlat * nlon, K)
+            return x.reshape(x.shape[0], -1).T
+
+        columns = ColumnState(
+            u=to_columns(d["u"]), v=to_columns(d["v"]), temperature=to_columns(d["temperature"]),
+            tracers={k: to_columns(q) for k, q in d["tracers"].items()},
+            surface_pressure=ps.reshape(-1),
+            sigma=jnp.broadcast_to(sigma, (ps.size, sigma.size)),
+            latitude=jnp.asarray(lat.reshape(-1), dtype),
+            longitude=jnp.asarray(lon.reshape(-1), dtype))
+        total = None
+        for scheme in self.parametrizations:
+            tend = jax.vmap(lambda c: scheme.column_tendencies(params, c, None))(columns)
+            total = tend if total is None else jax.tree.map(jnp.add, total, tend)
+        shape = d["u"].shape
+
+        def to_grid(x):
+            return x.T.reshape(shape)
+
+        return jax.tree.map(to_grid, total)
+
+    # ------------------------------------------------------------------------ tendencies
+    def explicit_terms(self, state: PrimitiveEquationsState, params) -> PrimitiveEquationsState:
+        g, vc = self.grid, self.vertical
+        d = self.nodal_diagnostics(state)
+        u, v, tvar, delta = d["u"], d["v"], d["temperature_variation"], d["divergence"]
+        ds = vc.thickness
+        sd = d["sigma_dot"]
+        nl = d["lnps_advection"]
+        sd_nl = _levels(vc.sigma_dot_matrix, nl)
+        omega_nl = nl - _levels(vc.omega_matrix, nl)
+        t_ref = _column(self._t_ref, tvar)
+        eta = d["vorticity"] + self.coriolis
+        force_u = eta * v - vertical_advection(sd, u, ds) - GAS_CONSTANT * tvar * d["dlnps_dx"]
+        force_v = -eta * u - vertical_advection(sd, v, ds) - GAS_CONSTANT * tvar * d["dlnps_dy"]
+        heating = (tvar * delta - vertical_advection(sd, tvar, ds)
+                   - vertical_advection(sd_nl, jnp.broadcast_to(t_ref, tvar.shape), ds)
+                   + KAPPA * tvar * d["omega_over_p"] + KAPPA * t_ref * omega_nl)
+        tracer_sources = {k: q * delta - vertical_advection(sd, q, ds)
+                          for k, q in d["tracers"].items()}
+        physics = self._physics(params, d, state.log_surface_pressure)
+        if physics is not None:
+            force_u = force_u + physics.u
+            force_v = force_v + physics.v
+            heating = heating + physics.temperature
+            tracer_sources = {k: s + physics.tracers[k] for k, s in tracer_sources.items()}
+        curl, div = g.curl_and_divergence(jnp.concatenate([force_u, u * tvar]),
+                                          jnp.concatenate([force_v, v * tvar]))
+        k = vc.layers
+        kinetic = 0.5 * (u * u + v * v)
+        modal = g.to_modal(jnp.concatenate([kinetic, heating]))
+        lnps_tendency = -g.to_modal(jnp.einsum("k,k...->...", jnp.asarray(ds, nl.dtype), nl))
+        tracers = {}
+        for name, q in d["tracers"].items():
+            tracers[name] = -g.divergence(u * q, v * q) + g.to_modal(tracer_sources[name])
+        return PrimitiveEquationsState(
+            vorticity=curl[:k],
+            divergence=div[:k] - g.laplacian(modal[:k] + self.orography),
+            temperature_variation=modal[k:] - div[k:],
+            log_surface_pressure=lnps_tendency,
+            tracers=tracers)
+
+    def _diffusion_rate(self, params, dtype):
+        if not self.hyperdiffusion_order:
+            return None
+        shape = jnp.asarray(self.grid.hyperdiffusion_eigenvalues(self.hyperdiffusion_order), dtype)
+        return shape / params["hyperdiffusion"]["timescale"]
+
+    def implicit_terms(self, state: PrimitiveEquationsState, params) -> PrimitiveEquationsState:
+        g, vc = self.grid, self.vertical
+        div = state.divergence
+        t_ref = _column(self._t_ref, div)
+        geo = (GAS_CONSTANT * _levels(vc.geopotential_matrix, state.temperature_variation)
+               + GAS_CONSTANT * t_ref * state.log_surface_pressure[None])
+        out = PrimitiveEquationsState(
+            vorticity=jnp.zeros_like(state.vorticity),
+            divergence=-g.laplacian(geo),
+            temperature_variation=-_levels(self._h_matrix(), div),
+            log_surface_pressure=-jnp.einsum("k,k...->...", jnp.asarray(vc.thickness, div.dtype),
+                                             div),
+            tracers={k: jnp.zeros_like(q) for k, q in state.tracers.items()})
+        rate = self._diffusion_rate(params, div.dtype)
+        if rate is not None:
+            out = PrimitiveEquationsState(
+                vorticity=-rate * state.vorticity,
+                divergence=out.divergence - rate * div,
+                temperature_variation=out.temperature_variation - rate * state.temperature_variation,
+                log_surface_pressure=out.log_surface_pressure,
+                tracers={k: -rate * q for k, q in state.tracers.items()})
+        return out
+
+    def implicit_inverse(self, state: PrimitiveEquationsState, eta, params):
+        """Solve y - eta L(y) = x for the gravity-wave system and diffusion, per wavenumber n."""
+        g, vc = self.grid, self.vertical
+        dtype = state.divergence.dtype
+        t = vc.layers
+        n_max = g.truncation
+        n = np.arange(n_max + 1, dtype=np.float64)
+        lam_n = jnp.asarray(-n * (n + 1.0) / g.radius**2, dtype)  # (N,)
+        if self.hyperdiffusion_order:
+            scaled = (n * (n + 1.0) / (n_max * (n_max + 1.0))) ** self.hyperdiffusion_order
+            rate_n = jnp.asarray(scaled, dtype) / params["hyperdiffusion"]["timescale"]
+        else:
+            rate_n = jnp.zeros(n.shape, dtype)
+        d_n = 1.0 + eta * rate_n  # (N,)
+        gh = GAS_CONSTANT * vc.geopotential_matrix @ self._h_matrix()
+        tr_ds = GAS_CONSTANT * np.outer(self._t_ref, vc.thickness)
+        eye = jnp.eye(t, dtype=dtype)
+        a_n = (d_n[:, None, None] * eye
+               - eta**2 * lam_n[:, None, None] * (jnp.asarray(gh, dtype) / d_n[:, None, None]
+                                                  + jnp.asarray(tr_ds, dtype)))
+        inv_n = jnp.linalg.inv(a_n)  # (N, K, K)
+        idx = np.minimum(g.total_wavenumber, n_max)  # (M, L)
+        inv = inv_n[idx]  # (M, L, K, K)
+        lam = jnp.asarray(g.laplacian_eigenvalues, dtype)
+        d = d_n[idx]
+        t_ref = _column(self._t_ref, state.divergence)
+        rhs = state.divergence - eta * lam * (
+            GAS_CONSTANT * _levels(vc.geopotential_matrix, state.temperature_variation) / d
+            + GAS_CONSTANT * t_ref * state.log_surface_pressure[None])
+        div = jnp.einsum("mlkj,jcml->kcml", inv, rhs)
+        temp = (state.temperature_variation - eta * _levels(self._h_matrix(), div)) / d
+        lnps = state.log_surface_pressure - eta * jnp.einsum(
+            "k,k...->...", jnp.asarray(vc.thickness, dtype), div)
+        return PrimitiveEquationsState(
+            vorticity=state.vorticity / d, divergence=div, temperature_variation=temp,
+            log_surface_pressure=lnps,
+            tracers={k: q / d for k, q in state.tracers.items()})
+
+    # ------------------------------------------------------------------------ diagnostics
+    def surface_pressure(self, state) -> jax.Array:
+        """Surface pressure on the grid (Pa)."""
+        return REFERENCE_SURFACE_PRESSURE * jnp.exp(self.grid.to_nodal(state.log_surface_pressure))
+
+    def geopotential(self, temperature) -> jax.Array:
+        """Geopotential (m^2/s^2) at layer midpoints from grid temperature (K, nlat, nlon)."""
+        return (self.grid.to_nodal(self.orography)[None]
+                + GAS_CONSTANT * _levels(self.vertical.geopotential_matrix, temperature))
+
+    def output_fields(self, state, pressure_levels=None) -> dict[str, jax.Array]:
+        """CMIP-named grid fields: ua, va, ta, zg, wap (Pa/s) on sigma (or on the given
+        pressure levels in Pa, NaN below the surface / above the top), ps, and tracers."""
+        d = self.nodal_diagnostics(state)
+        ps = self.surface_pressure(state)
+        pressure = _column(self.vertical.centers, d["u"]) * ps[None]
+        fields = {"ua": d["u"], "va": d["v"], "ta": d["temperature"],
+                  "zg": self.geopotential(d["temperature"]) / constants.GRAVITY,
+                  "wap": d["omega_over_p"] * pressure}
+        for name, q in d["tracers"].items():
+            fields["hus" if name == "specific_humidity" else name] = q
+        if pressure_levels is not None:
+            fields = {k: interpolate_to_pressure(x, pressure, pressure_levels)
+                      for k, x in fields.items()}
+        fields["ps"] = ps
+        return fields
+
+    def tracer_mass(self, state, name: str):
+        """Global mass of a tracer, integral of q dp / g over the atmosphere (kg)."""
+        g = self.grid
+        q = g.to_nodal(state.tracers[name])
+        ps = self.surface_pressure(state)
+        column = jnp.einsum("k,k...->...", jnp.asarray(self.vertical.thickness, q.dtype), q) * ps
+        return g.integrate(column) / constants.GRAVITY
+
+    def fix_negative_tracers(self, state: PrimitiveEquationsState) -> PrimitiveEquationsState:
+        """Mass-conserving, differentiable removal of negative tracer values.
+
+        Negative grid values are set to zero and the field is rescaled by one global factor so
+        that the integral of q dp / g after the spectral round trip equals its value before
+        (a global multiplicative fixer, cf. Rasch & Williamson 1990, QJRMS 116, 1071–1090).
+        """
+        if not state.tracers:
+            return state
+        g = self.grid
+        ps = self.surface_pressure(state)
+        ds = jnp.asarray(self.vertical.thickness, ps.dtype)
+
+        def mass(q_grid):
+            return g.integrate(jnp.einsum("k,k...->...", ds, q_grid) * ps)
+
+        fixed = {}
+        for name, q in state.tracers.items():
+            q_grid = g.to_nodal(q)
+            clipped = g.to_modal(jnp.maximum(q_grid, 0.0))
+            target, current = mass(q_grid), mass(g.to_nodal(clipped))
+            scale = jnp.where(current > 0, target / jnp.where(current > 0, current, 1.0), 0.0)
+            fixed[name] = clipped * scale
+        return dataclasses.replace(state, tracers=fixed)
+
+
+def make_equations(grid: SphericalHarmonicGrid, vertical: SigmaCoordinates,
+                   orography_geopotential=None, reference_temperature=300.0,
+                   hyperdiffusion_order: int = 2, parametrizations=()) -> PrimitiveEquations:
+    """Primitive equations with grid orography phi_s (m^2/s^2) or flat ground."""
+    if orography_geopotential is None:
+        orog = jnp.zeros(grid.modal_shape, grid.dtype)
+    else:
+        orog = grid.to_modal(jnp.asarray(orography_geopotential, grid.dtype))
+    t_ref = np.broadcast_to(np.asarray(reference_temperature, dtype=np.float64),
+                            (vertical.layers,))
+    return PrimitiveEquations(grid=grid, vertical=vertical,
+                              reference_temperature=tuple(float(x) for x in t_ref),
+                              orography=orog,
+                              coriolis=jnp.asarray(coriolis_rotated(grid, 0.0), grid.dtype),
+                              hyperdiffusion_order=int(hyperdiffusion_order),
+                              parametrizations=tuple(parametrizations))
+
+
+def state_from_fields(grid, u, v, temperature, surface_pressure, reference_temperature,
+                      tracers=None) -> PrimitiveEquationsState:
+    """Spectral state from grid u, v, T (K, nlat, nlon) and ps (nlat, nlon) in SI units."""
+    dtype = grid.dtype
+    vort, div = grid.vorticity_divergence_from_velocity(jnp.asarray(u, dtype),
+                                                        jnp.asarray(v, dtype))
+    t_ref = np.asarray(reference_temperature, dtype=np.float64).reshape(-1, 1, 1)
+    tvar = grid.to_modal(jnp.asarray(np.asarray(temperature) - t_ref, dtype))
+    lnps = grid.to_modal(jnp.asarray(np.log(np.asarray(surface_pressure)
+                                            / REFERENCE_SURFACE_PRESSURE), dtype))
+    tracers = {k: grid.to_modal(jnp.asarray(q, dtype)) for k, q in (tracers or {}).items()}
+    return PrimitiveEquationsState(vort, div, tvar, lnps, tracers)

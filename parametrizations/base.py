@@ -1,0 +1,55 @@
+"""The parametrization interface.
+
+A parametrization (physical or learned) maps its parameters and one column of the model
+state to tendencies of that column. It is written for one column; the dynamical core
+vmaps it over the grid. Its free parameters are declared once (``esm.parameters.Parameter``)
+and arrive as ``params[scheme_name]``, a dict of arrays, so gradients flow to them.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+
+
+class ColumnState(eqx.Module):
+    """One column: layers ordered top to bottom.
+
+    u, v: wind (m/s), shape (K,); temperature: K, shape (K,); tracers: name -> (K,);
+    surface_pressure: Pa (scalar); sigma: layer midpoints (K,); latitude, longitude: radians.
+    """
+
+    u: jax.Array
+    v: jax.Array
+    temperature: jax.Array
+    tracers: dict
+    surface_pressure: jax.Array
+    sigma: jax.Array
+    latitude: jax.Array
+    longitude: jax.Array
+
+
+class ColumnTendencies(eqx.Module):
+    """Tendencies per second of one column (same units as ColumnState per s)."""
+
+    u: jax.Array
+    v: jax.Array
+    temperature: jax.Array
+    tracers: dict
+
+
+class AbstractParametrization(eqx.Module):
+    """A scheme in a named slot: ``name`` is also its key in the parameter pytree."""
+
+    name: eqx.AbstractClassVar[str]
+
+    @property
+    @abc.abstractmethod
+    def parameters(self):
+        """The scheme's declared free parameters (tuple of esm.parameters.Parameter)."""
+
+    @abc.abstractmethod
+    def column_tendencies(self, params: dict, column: ColumnState, time) -> ColumnTendencies:
+        """Tendencies of one column given this scheme's parameters ``params[self.name]``."""
