@@ -96,3 +96,30 @@ def held_suarez(grid, vertical, parametrizations, hyperdiffusion_order: int = 2,
                            parametrizations=parametrizations)
     state = pe.state_from_fields(grid, u, u, temperature, ps, eq.reference_temperature)
     return AtmosphereCase("held_suarez", eq, state, "Held-Suarez 1994 forcing, dry core")
+
+
+SPUN_UP_FILE = "held_suarez_t21_l8.nc"
+
+
+def held_suarez_spun_up(grid, parametrizations, hyperdiffusion_order: int = 2,
+                        reference_temperature: float = 300.0):
+    """The shipped spun-up Held–Suarez state (T21, SPEEDY 8 layers; data/held_suarez_t21_l8.nc).
+
+    ``grid`` must be a T21 grid (its dtype is used); the vertical coordinate is the file's.
+    """
+    import xarray as xr
+
+    from esm import io
+    from esm.vertical import SigmaCoordinates
+
+    if grid.truncation != 21:
+        raise ValueError(f"the shipped Held-Suarez state is T21; got T{grid.truncation} "
+                         "(use resolution=t21)")
+    with xr.open_dataset(io.data_file(SPUN_UP_FILE)) as ds:
+        vertical = SigmaCoordinates(tuple(float(x) for x in ds["sigma_bounds"].values))
+        u, v, t, ps = (ds[k].values for k in ("ua", "va", "ta", "ps"))
+    eq = pe.make_equations(grid, vertical, reference_temperature=reference_temperature,
+                           hyperdiffusion_order=hyperdiffusion_order,
+                           parametrizations=parametrizations)
+    state = pe.state_from_fields(grid, u, v, t, ps, eq.reference_temperature)
+    return AtmosphereCase("held_suarez", eq, state, "Held-Suarez 1994, spun-up T21 L8 state")

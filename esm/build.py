@@ -35,6 +35,7 @@ class ModelSetup:
       output: jit-able function state -> {CMIP short name: grid array}.
       parameter_declarations: the model's declared free parameters.
       sigma: model levels for 3-d output (None for single-layer models).
+      plev: pressure levels (Pa) when 3-d output is interpolated to them.
       description: one line for the output's global attributes.
     """
 
@@ -47,6 +48,7 @@ class ModelSetup:
     output: Callable[[Any], dict[str, jax.Array]]
     parameter_declarations: tuple[parameters.Parameter, ...]
     sigma: np.ndarray | None = None
+    plev: np.ndarray | None = None
     description: str = ""
 
 
@@ -129,9 +131,7 @@ def build_shallow_water(cfg: Mapping) -> ModelSetup:
     case_name = str(_get(cfg, "experiment.case"))
     if case_name not in shallow_water.CASES:
         raise ConfigError(f"experiment.case={case_name!r}; choose one of {', '.join(shallow_water.CASES)}")
-    order = int(_get(cfg, "dynamics.hyperdiffusion.order", 2))
-    if order < 0:
-        raise ConfigError(f"dynamics.hyperdiffusion.order={order} must be >= 0 (0 switches it off)")
+    order, diffusion = _hyperdiffusion(cfg)
     options = {}
     if case_name == "williamson2":
         options["alpha"] = float(_get(cfg, "experiment.alpha", 0.0))
@@ -141,12 +141,8 @@ def build_shallow_water(cfg: Mapping) -> ModelSetup:
     eq = case.equation
     declarations = eq.parameters
     overrides = _parameter_overrides(cfg, declarations)
-    if order:
-        hours = _get(cfg, "dynamics.hyperdiffusion.timescale_hours")
-        if hours is None:
-            hours = _get(cfg, "resolution.hyperdiffusion_timescale_hours", 12.0)
-        hours = _positive(cfg, "dynamics.hyperdiffusion.timescale_hours", hours)
-        overrides.setdefault("hyperdiffusion.timescale", hours * constants.SECONDS_PER_HOUR)
+    for key, value in diffusion.items():
+        overrides.setdefault(key, value)
     try:
         params = parameters.default_values(declarations, overrides, dtype=grid.dtype)
     except ValueError as e:
@@ -164,8 +160,79 @@ def build_shallow_water(cfg: Mapping) -> ModelSetup:
                       description=case.description)
 
 
+def build_vertical(cfg: Mapping):
+    from esm.vertical import SigmaCoordinates
+
+    try:
+        return SigmaCoordinates.from_name(_get(cfg, "levels", 20))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _hyperdiffusion(cfg: Mapping) -> tuple[int, dict[str, float]]:
+    order = int(_get(cfg, "dynamics.hyperdiffusion.order", 2))
+    if order < 0:
+        raise ConfigError(f"dynamics.hyperdiffusion.order={order} must be >= 0 (0 switches it off)")
+    if not order:
+        return 0, {}
+    hours = _get(cfg, "dynamics.hyperdiffusion.timescale_hours")
+    if hours is None:
+        hours = _get(cfg, "resolution.hyperdiffusion_timescale_hours", 12.0)
+    hours = _positive(cfg, "dynamics.hyperdiffusion.timescale_hours", hours)
+    return order, {"hyperdiffusion.timescale": hours * constants.SECONDS_PER_HOUR}
+
+
+def build_primitive_equations(cfg: Mapping) -> ModelSetup:
+    from esm import atmosphere_cases
+    from esm.vertical import STANDARD_PRESSURE_LEVELS
+    from parametrizations import HeldSuarez
+
+    grid = build_grid(cfg)
+    vertical = build_vertical(cfg)
+    dt = time_step_seconds(cfg)
+    case_name = str(_get(cfg, "experiment.case"))
+    order, diffusion = _hyperdiffusion(cfg)
+    t_ref = float(_get(cfg, "dynamics.reference_temperature", 300.0))
+    tracers = tuple(_get(cfg, "experiment.tracers", ()) or ())
+    if case_name in ("jw_steady", "jw_wave"):
+        case = atmosphere_cases.jablonowski_williamson(
+            grid, vertical, perturb=case_name == "jw_wave", hyperdiffusion_order=order,
+            reference_temperature=t_ref, tracers=tracers)
+    elif case_name == "held_suarez":
+        case = atmosphere_cases.held_suarez(
+            grid, vertical, parametrizations=(HeldSuarez(),), hyperdiffusion_order=order,
+            seed=int(_get(cfg, "experiment.seed", 0)), reference_temperature=t_ref)
+    else:
+        raise ConfigError(f"experiment.case={case_name!r}; choose one of jw_steady, jw_wave, held_suarez")
+    eq = case.equation
+    overrides = _parameter_overrides(cfg, eq.parameters)
+    for key, value in diffusion.items():
+        overrides.setdefault(key, value)
+    try:
+        params = parameters.default_values(eq.parameters, overrides, dtype=grid.dtype)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    stepper = build_stepper(cfg, eq, dt)
+    if tracers and bool(_get(cfg, "dynamics.tracer_positivity_fix", True)):
+        stepper = time_integration.Filtered(stepper, eq.fix_negative_tracers)
+    vertical_output = str(_get(cfg, "output.vertical", "sigma"))
+    if vertical_output not in ("sigma", "plev"):
+        raise ConfigError(f"output.vertical={vertical_output!r}; choose sigma or plev")
+    plev = np.asarray(STANDARD_PRESSURE_LEVELS) if vertical_output == "plev" else None
+
+    def output(state):
+        return eq.output_fields(state, pressure_levels=plev)
+
+    return ModelSetup(experiment=str(_get(cfg, "experiment.name", case_name)), grid=grid,
+                      stepper=stepper, params=params, initial_state=case.initial_state, dt=dt,
+                      output=output, parameter_declarations=eq.parameters,
+                      sigma=vertical.centers if plev is None else None,
+                      plev=plev, description=case.description)
+
+
 FAMILIES: dict[str, Callable[[Mapping], ModelSetup]] = {
     "shallow_water": build_shallow_water,
+    "primitive_equations": build_primitive_equations,
 }
 
 

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_BLOWUP = 0, 1, 2, 3
-GROUPS = ("experiment", "resolution", "levels")
+GROUPS = ("experiment", "resolution")
 
 USAGE = """\
 usage: esm-run [OVERRIDE ...]
@@ -26,6 +26,8 @@ Runs a simulation configured by hydra overrides (key=value). With none, a short 
 Common overrides:
   experiment=NAME          {experiments}
   resolution=NAME          {resolutions}
+  levels=N|NAME            N equidistant sigma layers, or speedy8 | jw26 (3-d models)
+  output.vertical=sigma|plev  3-d output on model or standard pressure levels
   run.days=FLOAT           simulated days
   run.dt_minutes=FLOAT     time step (default per resolution)
   run.stepper=NAME         leapfrog (default) | imex_sil3 | ars443
@@ -164,6 +166,7 @@ def _run(plain: dict, run_dir: str) -> int:
         run = plain.get("run", {})
         out = plain.get("output", {})
         identity = {"experiment": setup.experiment, "resolution": plain["resolution"]["name"],
+                    "levels": str(plain.get("levels")) if setup.sigma is not None or setup.plev is not None else None,
                     "precision": plain.get("precision"), "stepper": run.get("stepper")}
         restart = run.get("restart")
         if restart and not Path(str(restart)).exists():

@@ -40,6 +40,8 @@ VARIABLES: dict[str, dict[str, str]] = {
     "ts": {"standard_name": "surface_temperature", "long_name": "Surface Temperature",
            "units": "K"},
     "orog": {"standard_name": "surface_altitude", "long_name": "Surface Altitude", "units": "m"},
+    "wap": {"standard_name": "lagrangian_tendency_of_air_pressure", "long_name": "Omega (=dp/dt)",
+            "units": "Pa s-1"},
 }
 
 TIME_UNITS = "hours since 2000-01-01 00:00:00"
@@ -114,7 +116,8 @@ def remove_temporary_files(run_dir) -> list[str]:
 # ------------------------------------------------------------------------- CF datasets
 def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_deg: np.ndarray,
                      lon_deg: np.ndarray, sigma: np.ndarray | None = None,
-                     attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
+                     attrs: Mapping[str, Any] | None = None,
+                     plev: np.ndarray | None = None) -> xr.Dataset:
     """CF-1.8 dataset from snapshots.
 
     Args:
@@ -139,11 +142,18 @@ def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_de
         coords["sigma"] = ("sigma", np.asarray(sigma, dtype=np.float64),
                            {"standard_name": "atmosphere_sigma_coordinate",
                             "long_name": "sigma at model layer midpoints", "units": "1",
-                            "positive": "down", "axis": "Z", "formula_terms": "sigma: sigma ps: ps ptop: ptop"})
+                            "positive": "down", "axis": "Z",
+                            "formula_terms": "sigma: sigma ps: ps ptop: ptop"})
+        coords["ptop"] = ((), 0.0, {"long_name": "pressure at the model top", "units": "Pa"})
+    if plev is not None:
+        coords["plev"] = ("plev", np.asarray(plev, dtype=np.float64),
+                          {"standard_name": "air_pressure", "long_name": "pressure",
+                           "units": "Pa", "positive": "down", "axis": "Z"})
+    level_dim = "plev" if plev is not None else "sigma"
     data_vars = {}
     for name, values in fields.items():
         values = np.asarray(values)
-        dims = ("time", "lat", "lon") if values.ndim == 3 else ("time", "sigma", "lat", "lon")
+        dims = ("time", "lat", "lon") if values.ndim == 3 else ("time", level_dim, "lat", "lon")
         data_vars[name] = (dims, values, dict(VARIABLES.get(name, {})))
     ds = xr.Dataset(data_vars, coords=coords)
     ds.attrs.update({"Conventions": "CF-1.8", "source": "diffesm"})
@@ -214,6 +224,28 @@ class ChunkWriter:
             for part in parts:
                 part.unlink()
         return target
+
+
+# ------------------------------------------------------------------------- shipped data
+def data_dir() -> Path:
+    """The ``data/`` folder: packaged as ``esm._data`` (wheel) or at the repository top."""
+    try:
+        from importlib import resources
+
+        packaged = Path(str(resources.files("esm._data")))
+        if packaged.is_dir() and any(packaged.glob("*.nc")):
+            return packaged
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parents[1] / "data"
+
+
+def data_file(name: str) -> Path:
+    path = data_dir() / name
+    if not path.exists():
+        raise FileNotFoundError(f"shipped data file {name!r} is missing from {data_dir()}; "
+                                "reinstall diffesm")
+    return path
 
 
 # ------------------------------------------------------------------------------ restarts

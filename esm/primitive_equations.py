@@ -23,8 +23,8 @@ temperature T_ref(sigma) are implicit:
     d(ln ps)/dt ⊃ -sum_k ds_k div_k
 
 plus optional implicit hyperdiffusion ``-(1/tau) (n(n+1)/(T(T+1)))^p`` of vorticity,
-divergence, temperature and tracers. ``implicit_inverse`` solves the coupled system per total
-wavenumber with K x K matrices.
+divergence, temperature, ln ps (n > 0 only, so mass is untouched) and tracers.
+``implicit_inverse`` solves the coupled system exactly in the vertical normal modes.
 """
 
 from __future__ import annotations
@@ -236,43 +236,49 @@ class PrimitiveEquations(eqx.Module):
                 vorticity=-rate * state.vorticity,
                 divergence=out.divergence - rate * div,
                 temperature_variation=out.temperature_variation - rate * state.temperature_variation,
-                log_surface_pressure=out.log_surface_pressure,
+                log_surface_pressure=out.log_surface_pressure - rate * state.log_surface_pressure,
                 tracers={k: -rate * q for k, q in state.tracers.items()})
         return out
 
+    def _wave_modes(self):
+        """Vertical normal modes of the semi-implicit system: E = R (G H + T_ref ds^T) = V mu V^-1.
+
+        The eigenvalues mu_i are the squared gravity-wave speeds of the reference atmosphere.
+        """
+        vc = self.vertical
+        e = GAS_CONSTANT * (vc.geopotential_matrix @ self._h_matrix()
+                            + np.outer(self._t_ref, vc.thickness))
+        mu, v = np.linalg.eig(e)
+        if np.max(np.abs(mu.imag)) > 1e-8 * np.max(np.abs(mu.real)) or np.min(mu.real) <= 0:
+            raise ValueError("the semi-implicit reference state has non-real or non-positive "
+                             "gravity-wave speeds; use an isothermal dynamics.reference_temperature")
+        order = np.argsort(mu.real)[::-1]
+        mu, v = mu.real[order], v.real[:, order]
+        return mu, v, np.linalg.inv(v)
+
     def implicit_inverse(self, state: PrimitiveEquationsState, eta, params):
-        """Solve y - eta L(y) = x for the gravity-wave system and diffusion, per wavenumber n."""
+        """Solve y - eta L(y) = x exactly for the gravity-wave system with diffusion.
+
+        With d = 1 + eta k_n (k_n the diffusion rate; d = 1 without diffusion) the temperature
+        and ln ps rows give T = (T_x - eta H div)/d and lnps = (lnps_x - eta ds^T div)/d, and the
+        divergence solves (d^2 - eta^2 lambda_n E) div = d div_x - eta lambda_n R (G T_x + T_ref
+        lnps_x), diagonal in the vertical modes of E (Hoskins & Simmons 1975, section 4).
+        """
         g, vc = self.grid, self.vertical
         dtype = state.divergence.dtype
-        t = vc.layers
-        n_max = g.truncation
-        n = np.arange(n_max + 1, dtype=np.float64)
-        lam_n = jnp.asarray(-n * (n + 1.0) / g.radius**2, dtype)  # (N,)
-        if self.hyperdiffusion_order:
-            scaled = (n * (n + 1.0) / (n_max * (n_max + 1.0))) ** self.hyperdiffusion_order
-            rate_n = jnp.asarray(scaled, dtype) / params["hyperdiffusion"]["timescale"]
-        else:
-            rate_n = jnp.zeros(n.shape, dtype)
-        d_n = 1.0 + eta * rate_n  # (N,)
-        gh = GAS_CONSTANT * vc.geopotential_matrix @ self._h_matrix()
-        tr_ds = GAS_CONSTANT * np.outer(self._t_ref, vc.thickness)
-        eye = jnp.eye(t, dtype=dtype)
-        a_n = (d_n[:, None, None] * eye
-               - eta**2 * lam_n[:, None, None] * (jnp.asarray(gh, dtype) / d_n[:, None, None]
-                                                  + jnp.asarray(tr_ds, dtype)))
-        inv_n = jnp.linalg.inv(a_n)  # (N, K, K)
-        idx = np.minimum(g.total_wavenumber, n_max)  # (M, L)
-        inv = inv_n[idx]  # (M, L, K, K)
-        lam = jnp.asarray(g.laplacian_eigenvalues, dtype)
-        d = d_n[idx]
+        mu, modes, modes_inv = self._wave_modes()
+        lam = jnp.asarray(g.laplacian_eigenvalues, dtype)  # (M, L)
+        rate = self._diffusion_rate(params, dtype)
+        d = 1.0 if rate is None else 1.0 + eta * rate  # scalar or (M, L)
         t_ref = _column(self._t_ref, state.divergence)
-        rhs = state.divergence - eta * lam * (
-            GAS_CONSTANT * _levels(vc.geopotential_matrix, state.temperature_variation) / d
-            + GAS_CONSTANT * t_ref * state.log_surface_pressure[None])
-        div = jnp.einsum("mlkj,jcml->kcml", inv, rhs)
+        rhs = d * state.divergence - eta * lam * GAS_CONSTANT * (
+            _levels(vc.geopotential_matrix, state.temperature_variation)
+            + t_ref * state.log_surface_pressure[None])
+        factor = 1.0 / (d * d - eta**2 * lam * jnp.asarray(mu, dtype).reshape(-1, 1, 1, 1))
+        div = _levels(modes, factor * _levels(modes_inv, rhs))
         temp = (state.temperature_variation - eta * _levels(self._h_matrix(), div)) / d
-        lnps = state.log_surface_pressure - eta * jnp.einsum(
-            "k,k...->...", jnp.asarray(vc.thickness, dtype), div)
+        lnps = (state.log_surface_pressure - eta * jnp.einsum(
+            "k,k...->...", jnp.asarray(vc.thickness, dtype), div)) / d
         return PrimitiveEquationsState(
             vorticity=state.vorticity / d, divergence=div, temperature_variation=temp,
             log_surface_pressure=lnps,

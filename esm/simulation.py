@@ -7,7 +7,6 @@ file, refreshes the restart file, reports progress, and stops cleanly on a non-f
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -52,9 +51,12 @@ class _Guarded(eqx.Module):
 
 
 def _state_field_names(state) -> list[str]:
-    if dataclasses.is_dataclass(state):
-        return [f.name for f in dataclasses.fields(state)]
-    return [f"field{i}" for i in range(len(jax.tree.leaves(state)))]
+    """Readable names of the state's leaves (``vorticity``, ``tracers/specific_humidity``)."""
+    names = []
+    for path, _ in jax.tree_util.tree_flatten_with_path(state)[0]:
+        parts = [getattr(k, "name", None) or str(getattr(k, "key", k)) for k in path]
+        names.append("/".join(parts))
+    return names
 
 
 class Simulation:
@@ -131,7 +133,7 @@ class Simulation:
                 f"run.restart={self.restart!r} was written by a different model configuration "
                 f"({meta.get('identity')}); restart with the same experiment, resolution, "
                 f"precision and stepper")
-        for key in ("experiment", "resolution", "stepper", "precision"):
+        for key in ("experiment", "resolution", "levels", "stepper", "precision"):
             old, new = meta.get("identity", {}).get(key), self.identity.get(key)
             if old is not None and new is not None and old != new:
                 raise ConfigError(f"run.restart={self.restart!r} has {key}={old!r} but this run "
@@ -157,7 +159,7 @@ class Simulation:
         return io.snapshot_dataset(
             {k: np.asarray(v) for k, v in fields.items()}, hours,
             np.rad2deg(grid.latitude), np.rad2deg(grid.longitude), sigma=self.setup.sigma,
-            attrs=self.attrs)
+            attrs=self.attrs, plev=self.setup.plev)
 
     def run(self) -> dict:
         """Run; returns the summary dict. Raises BlowUp (after writing what it has)."""

@@ -9,6 +9,7 @@ and arrive as ``params[scheme_name]``, a dict of arrays, so gradients flow to th
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -43,7 +44,7 @@ class ColumnTendencies(eqx.Module):
 class AbstractParametrization(eqx.Module):
     """A scheme in a named slot: ``name`` is also its key in the parameter pytree."""
 
-    name: eqx.AbstractClassVar[str]
+    name: ClassVar[str]
 
     @property
     @abc.abstractmethod

@@ -11,6 +11,8 @@ structure, in K) defaults to 0, which is Held–Suarez exactly.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax.numpy as jnp
 
 from esm.parameters import Parameter
@@ -45,7 +47,7 @@ HELD_SUAREZ_PARAMETERS = (
 class HeldSuarez(AbstractParametrization):
     """Held–Suarez forcing as a column parametrization (slot name ``held_suarez``)."""
 
-    name = "held_suarez"
+    name: ClassVar[str] = "held_suarez"
 
     @property
     def parameters(self):
