@@ -121,10 +121,23 @@ class PrimitiveEquations(eqx.Module):
         dlnps_dx / dlnps_dy (1/m, (nlat, nlon)), lnps_advection (v . grad ln ps),
         sigma_dot ((K-1, ...), interior interfaces), omega_over_p (1/s), tracers."""
         g, vc = self.grid, self.vertical
-        u, v = g.velocity_from_vorticity_divergence(state.vorticity, state.divergence)
-        zeta, delta, tvar = g.to_nodal(jnp.stack(
-            [state.vorticity, state.divergence, state.temperature_variation]))
-        dx, dy = g.gradient(state.log_surface_pressure)
+        k = vc.layers
+        psi = g.inverse_laplacian(state.vorticity)
+        chi = g.inverse_laplacian(state.divergence)
+        lnps = state.log_surface_pressure[None]
+        names = list(state.tracers)
+        # one batched inverse transform with P and one with H (the latitude derivative)
+        nodal = g.to_nodal(jnp.concatenate(
+            [g.d_dlon(psi), g.d_dlon(chi), g.d_dlon(lnps), state.vorticity, state.divergence,
+             state.temperature_variation] + [state.tracers[n] for n in names]))
+        dlat = g.cos_lat_d_dlat(jnp.concatenate([psi, chi, lnps]))
+        sec = jnp.asarray(1.0 / (g.radius * g.cos_lat), nodal.dtype)[:, None]
+        dlon_psi, dlon_chi, dlon_lnps = nodal[:k], nodal[k:2 * k], nodal[2 * k]
+        zeta, delta, tvar = nodal[2 * k + 1:3 * k + 1], nodal[3 * k + 1:4 * k + 1], nodal[4 * k + 1:5 * k + 1]
+        tracers = {n: nodal[(5 + i) * k + 1:(6 + i) * k + 1] for i, n in enumerate(names)}
+        u = (dlon_chi - dlat[:k]) * sec
+        v = (dlon_psi + dlat[k:2 * k]) * sec
+        dx, dy = dlon_lnps * sec, dlat[2 * k] * sec
         advection = u * dx + v * dy
         total = delta + advection
         return {
@@ -134,7 +147,7 @@ class PrimitiveEquations(eqx.Module):
             "dlnps_dx": dx, "dlnps_dy": dy, "lnps_advection": advection,
             "sigma_dot": _levels(vc.sigma_dot_matrix, total),
             "omega_over_p": advection - _levels(vc.omega_matrix, total),
-            "tracers": {k: g.to_nodal(q) for k, q in state.tracers.items()},
+            "tracers": tracers,
         }
 
     def _physics(self, params, d, log_surface_pressure):
@@ -181,34 +194,38 @@ class PrimitiveEquations(eqx.Module):
         sd_nl = _levels(vc.sigma_dot_matrix, nl)
         omega_nl = nl - _levels(vc.omega_matrix, nl)
         t_ref = _column(self._t_ref, tvar)
+        k = vc.layers
         eta = d["vorticity"] + self.coriolis
         force_u = eta * v - vertical_advection(sd, u, ds) - GAS_CONSTANT * tvar * d["dlnps_dx"]
         force_v = -eta * u - vertical_advection(sd, v, ds) - GAS_CONSTANT * tvar * d["dlnps_dy"]
         heating = (tvar * delta - vertical_advection(sd, tvar, ds)
                    - vertical_advection(sd_nl, jnp.broadcast_to(t_ref, tvar.shape), ds)
                    + KAPPA * tvar * d["omega_over_p"] + KAPPA * t_ref * omega_nl)
-        tracer_sources = {k: q * delta - vertical_advection(sd, q, ds)
-                          for k, q in d["tracers"].items()}
+        tracer_sources = {name: q * delta - vertical_advection(sd, q, ds)
+                          for name, q in d["tracers"].items()}
         physics = self._physics(params, d, state.log_surface_pressure)
         if physics is not None:
             force_u = force_u + physics.u
             force_v = force_v + physics.v
             heating = heating + physics.temperature
-            tracer_sources = {k: s + physics.tracers[k] for k, s in tracer_sources.items()}
-        curl, div = g.curl_and_divergence(jnp.concatenate([force_u, u * tvar]),
-                                          jnp.concatenate([force_v, v * tvar]))
-        k = vc.layers
+            tracer_sources = {name: src + physics.tracers[name]
+                              for name, src in tracer_sources.items()}
+        names = list(d["tracers"])
+        tracers_grid = [d["tracers"][n] for n in names]
+        curl, div = g.curl_and_divergence_batched(
+            jnp.concatenate([force_u, u * tvar] + [u * q for q in tracers_grid]),
+            jnp.concatenate([force_v, v * tvar] + [v * q for q in tracers_grid]), n_curl=k)
         kinetic = 0.5 * (u * u + v * v)
-        modal = g.to_modal(jnp.concatenate([kinetic, heating]))
-        lnps_tendency = -g.to_modal(jnp.einsum("k,k...->...", jnp.asarray(ds, nl.dtype), nl))
-        tracers = {}
-        for name, q in d["tracers"].items():
-            tracers[name] = -g.divergence(u * q, v * q) + g.to_modal(tracer_sources[name])
+        column_nl = jnp.einsum("k,k...->...", jnp.asarray(ds, nl.dtype), nl)[None]
+        modal = g.to_modal(jnp.concatenate([kinetic, heating, column_nl]
+                                           + [tracer_sources[n] for n in names]))
+        tracers = {n: modal[(2 + i) * k + 1:(3 + i) * k + 1] - div[(2 + i) * k:(3 + i) * k]
+                   for i, n in enumerate(names)}
         return PrimitiveEquationsState(
-            vorticity=curl[:k],
+            vorticity=curl,
             divergence=div[:k] - g.laplacian(modal[:k] + self.orography),
-            temperature_variation=modal[k:] - div[k:],
-            log_surface_pressure=lnps_tendency,
+            temperature_variation=modal[k:2 * k] - div[k:2 * k],
+            log_surface_pressure=-modal[2 * k],
             tracers=tracers)
 
     def _diffusion_rate(self, params, dtype):

@@ -416,6 +416,23 @@ class SphericalHarmonicGrid:
         div = self.clip(self.d_dlon(pu) - hv) / self.radius
         return curl, div
 
+    def curl_and_divergence_batched(self, u, v, n_curl: int):
+        """Curl of the first ``n_curl`` vector fields and divergence of all of them.
+
+        ``u``, ``v``: (N, ..., nlat, nlon). Returns (curl (n_curl, ...), divergence (N, ...)),
+        spectral; skips the Legendre transforms that the curl of the rest would need.
+        """
+        cos = self._cast(self.cos_lat)[:, None]
+        fu = self._fourier_forward(u * cos)
+        fv = self._fourier_forward(v * cos)
+        pu = self._legendre_forward(fu, "metric", "p", 0)
+        hv = self._legendre_forward(fv, "metric", "h", 1)
+        pv = self._legendre_forward(fv[:n_curl], "metric", "p", 0)
+        hu = self._legendre_forward(fu[:n_curl], "metric", "h", 1)
+        curl = self.clip(self.d_dlon(pv) + hu) / self.radius
+        div = self.clip(self.d_dlon(pu) - hv) / self.radius
+        return curl, div
+
     def velocity_from_potentials(self, streamfunction, velocity_potential):
         """Grid (u, v) from spectral streamfunction psi and velocity potential chi.
 

@@ -111,10 +111,13 @@ def _run(case, params, stepper, dt, steps):
 def test_jw_steady_state_t42_l26_float32():
     """JW06 steady state at T42, 26 equidistant sigma levels, dt 10 min, float32, 10 days:
     ps within 0.2 hPa of 1000 hPa and rms zonal-wind deviation <= 0.05 m/s (dinosaur:
-    0.093 hPa and 0.025 m/s)."""
+    0.093 hPa and 0.025 m/s). The experiment's default del^8 diffusion (14 h at n = 42) is
+    on; with del^4 at the same e-folding time the jet's resolved tail decays and the wind
+    deviation is 0.08 m/s (measured)."""
     grid = SphericalHarmonicGrid.from_name("t42")
     vertical = SigmaCoordinates.equidistant(26)
-    case = atmosphere_cases.jablonowski_williamson(grid, vertical, perturb=False)
+    case = atmosphere_cases.jablonowski_williamson(grid, vertical, perturb=False,
+                                                   hyperdiffusion_order=4)
     params = {"hyperdiffusion": {"timescale": jnp.asarray(14 * 3600.0, jnp.float32)}}
     final = _run(case, params, "leapfrog", 600.0, 1440)
     eq = case.equation
