@@ -168,3 +168,36 @@ def test_runs_from_a_built_wheel(tmp_path):
                  f"hydra.run.dir={d}", "run.progress=false"], cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     check_run_dir(d)
+
+
+def test_held_suarez_run_writes_3d_fields(tmp_path):
+    d = tmp_path / "hs"
+    r = esm_run(["experiment=held_suarez", "resolution=t21", "run.days=2",
+                 f"hydra.run.dir={d}", "run.progress=false"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with xr.open_dataset(d / "output.nc") as ds:
+        for name in ("ua", "va", "ta"):
+            assert ds[name].dims == ("time", "sigma", "lat", "lon")
+            assert np.all(np.isfinite(ds[name].values))
+        assert ds.ps.dims == ("time", "lat", "lon")
+        assert ds.ps.attrs["standard_name"] == "surface_air_pressure"
+        assert ds.sigma.size == 20 and np.all(np.diff(ds.sigma.values) > 0)
+        assert 150 < float(ds.ta.min()) < float(ds.ta.max()) < 350
+        np.testing.assert_allclose(float(ds.ps.mean()), 1e5, rtol=2e-3)
+
+
+def test_levels_and_pressure_level_output(tmp_path):
+    d = tmp_path / "jw"
+    r = esm_run(["experiment=jw_steady", "resolution=t21", "levels=speedy8", "run.days=0.5",
+                 "output.every_hours=12", "output.vertical=plev", f"hydra.run.dir={d}",
+                 "run.progress=false"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with xr.open_dataset(d / "output.nc") as ds:
+        assert ds.ta.dims == ("time", "plev", "lat", "lon")
+        assert ds.plev.attrs["units"] == "Pa"
+        # 1000 hPa lies below the lowest layer midpoint: masked, not extrapolated
+        assert np.all(np.isnan(ds.ta.sel(plev=100000.0).values))
+        assert np.all(np.isfinite(ds.ta.sel(plev=50000.0).values))
+    bad = esm_run(["experiment=jw_steady", "levels=abc", f"hydra.run.dir={tmp_path}/x"],
+                  cwd=tmp_path)
+    assert bad.returncode == 2 and "abc" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
