@@ -84,7 +84,7 @@ def jablonowski_williamson(grid, vertical, perturb: bool, hyperdiffusion_order: 
 
 
 def held_suarez(grid, vertical, parametrizations, hyperdiffusion_order: int = 2, seed: int = 0,
-                reference_temperature: float = 300.0):
+                reference_temperature: float = 300.0, mass_fixer: bool = True):
     """Isothermal 300 K rest state with 0.1 K random noise (deterministic from ``seed``)."""
     rng = np.random.default_rng(seed)
     shape = (vertical.layers,) + grid.nodal_shape
@@ -93,7 +93,8 @@ def held_suarez(grid, vertical, parametrizations, hyperdiffusion_order: int = 2,
     ps = np.full(grid.nodal_shape, 1.0e5)
     eq = pe.make_equations(grid, vertical, reference_temperature=reference_temperature,
                            hyperdiffusion_order=hyperdiffusion_order,
-                           parametrizations=parametrizations)
+                           parametrizations=parametrizations,
+                           global_mean_surface_pressure=1.0e5 if mass_fixer else None)
     state = pe.state_from_fields(grid, u, u, temperature, ps, eq.reference_temperature)
     return AtmosphereCase("held_suarez", eq, state, "Held-Suarez 1994 forcing, dry core")
 

@@ -201,7 +201,8 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
     elif case_name == "held_suarez":
         case = atmosphere_cases.held_suarez(
             grid, vertical, parametrizations=(HeldSuarez(),), hyperdiffusion_order=order,
-            seed=int(_get(cfg, "experiment.seed", 0)), reference_temperature=t_ref)
+            seed=int(_get(cfg, "experiment.seed", 0)), reference_temperature=t_ref,
+            mass_fixer=bool(_get(cfg, "dynamics.mass_fixer", True)))
     else:
         raise ConfigError(f"experiment.case={case_name!r}; choose one of jw_steady, jw_wave, held_suarez")
     eq = case.equation
@@ -213,8 +214,12 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     stepper = build_stepper(cfg, eq, dt)
-    if tracers and bool(_get(cfg, "dynamics.tracer_positivity_fix", True)):
-        stepper = time_integration.Filtered(stepper, eq.fix_negative_tracers)
+    if not bool(_get(cfg, "dynamics.tracer_positivity_fix", True)):
+        eq_filter = eq.fix_mass
+    else:
+        eq_filter = eq.apply_fixers
+    if tracers or eq.global_mean_surface_pressure is not None:
+        stepper = time_integration.Filtered(stepper, eq_filter)
     vertical_output = str(_get(cfg, "output.vertical", "sigma"))
     if vertical_output not in ("sigma", "plev"):
         raise ConfigError(f"output.vertical={vertical_output!r}; choose sigma or plev")
