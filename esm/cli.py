@@ -96,6 +96,8 @@ def compose(overrides: list[str], config_name: str = "config"):
     message = _check_group_overrides(overrides)
     if message:
         raise ConfigError(message)
+    # physics.<scheme>.<name>=VALUE sets a declared parameter (checked by build_model)
+    overrides = ["++" + o if o.startswith("physics.") else o for o in overrides]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
@@ -219,6 +221,30 @@ def _run(plain: dict, run_dir: str) -> int:
           f"({summary['sim_days_per_second']:.2f} simulated days/s, compile "
           f"{summary['compile_seconds']:.1f} s); output in {run_path}", file=sys.stderr)
     return EXIT_OK
+
+
+def params_main(argv: list[str] | None = None) -> int:
+    """``esm-params [OVERRIDES]``: the free parameters of the configured model as a table."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from esm.build import ConfigError, build_model
+    from esm.parameters import table
+
+    try:
+        plain, _ = resolved(compose(argv))
+        _configure_jax(str(plain.get("precision", "float32")))
+        setup = build_model(plain)
+    except ConfigError as e:
+        return _fail(str(e), prog="esm-params")
+    print(table(setup.parameter_declarations))
+    print("\ncurrent values:")
+    for scheme, values in setup.params.items():
+        for name, value in values.items():
+            print(f"  {scheme}.{name} = {float(value):g}")
+    return EXIT_OK
+
+
+def params_entry() -> None:  # pragma: no cover
+    sys.exit(params_main())
 
 
 def _install_signal_handlers() -> None:
