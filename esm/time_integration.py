@@ -37,9 +37,11 @@ class ImplicitExplicitEquation(Protocol):
 
 def _axpy(*terms):
     """sum_i c_i * x_i over pytrees for (c_i, x_i) pairs with scalar c_i; zero c_i skipped."""
-    terms = [(c, x) for c, x in terms if c != 0.0]
-    return jax.tree.map(lambda *xs: sum(c * x for (c, _), x in zip(terms, xs)),
-                        *[x for _, x in terms])
+    nonzero = [(c, x) for c, x in terms if c != 0.0]
+    if not nonzero:
+        return jax.tree.map(jnp.zeros_like, terms[0][1])
+    return jax.tree.map(lambda *xs: sum(c * x for (c, _), x in zip(nonzero, xs)),
+                        *[x for _, x in nonzero])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,10 +137,15 @@ class ImExRungeKutta(AbstractStepper):
 
 
 class LeapfrogCarry(eqx.Module):
-    """Both leapfrog time levels: ``previous`` (already filtered) and ``current``."""
+    """Both leapfrog time levels: ``previous`` (already filtered) and ``current``.
+
+    ``started`` is False only before the first step, which is then taken with IMEX-SIL3; the
+    carry is always at the time of ``current``.
+    """
 
     previous: PyTree
     current: PyTree
+    started: jax.Array
 
 
 class SemiImplicitLeapfrog(AbstractStepper):
@@ -151,7 +158,9 @@ class SemiImplicitLeapfrog(AbstractStepper):
 
     With ``williams = 0.5`` the filter leaves the three-level mean unchanged and the scheme
     is second order; Robert–Asselin (``williams = 1``) and other values are first order.
-    The first step is taken with the second-order IMEX-SIL3 scheme.
+    ``init`` returns a carry at the initial time; the first ``step`` is taken with the
+    second-order IMEX-SIL3 scheme (selected by ``lax.cond``), so ``n`` steps always reach
+    time ``n dt``.
     """
 
     robert: float = eqx.field(static=True, default=0.05)
@@ -162,10 +171,16 @@ class SemiImplicitLeapfrog(AbstractStepper):
         return 2 if self.williams == 0.5 else 1
 
     def init(self, state, params):
-        first = ImExRungeKutta(self.equation, self.dt, IMEX_SIL3).step(state, params)
-        return LeapfrogCarry(previous=state, current=first)
+        return LeapfrogCarry(previous=state, current=state, started=jnp.asarray(False))
 
     def step(self, carry, params):
+        def start(c):
+            first = ImExRungeKutta(self.equation, self.dt, IMEX_SIL3).step(c.current, params)
+            return LeapfrogCarry(c.current, first, jnp.asarray(True))
+
+        return jax.lax.cond(carry.started, lambda c: self._leapfrog(c, params), start, carry)
+
+    def _leapfrog(self, carry, params):
         eq, dt = self.equation, self.dt
         prev, cur = carry.previous, carry.current
         rhs = _axpy((1.0, prev), (2.0 * dt, eq.explicit_terms(cur, params)),
@@ -175,7 +190,7 @@ class SemiImplicitLeapfrog(AbstractStepper):
         d = _axpy((half, prev), (-2.0 * half, cur), (half, new))
         cur = _axpy((1.0, cur), (self.williams, d))
         new = _axpy((1.0, new), (self.williams - 1.0, d))
-        return LeapfrogCarry(previous=cur, current=new)
+        return LeapfrogCarry(previous=cur, current=new, started=carry.started)
 
     def current(self, carry):
         return carry.current
@@ -201,7 +216,7 @@ class Filtered(AbstractStepper):
 
     def _apply(self, carry):
         if isinstance(carry, LeapfrogCarry):
-            return LeapfrogCarry(carry.previous, self.filter(carry.current))
+            return LeapfrogCarry(carry.previous, self.filter(carry.current), carry.started)
         return self.filter(carry)
 
     def step(self, carry, params):

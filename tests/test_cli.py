@@ -125,7 +125,7 @@ def test_restart_reproduces_uninterrupted_run(tmp_path):
     r = esm_run(common + ["run.days=1", f"run.restart={b}", f"hydra.run.dir={c}"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     full, resumed = _final_state(a), _final_state(c)
-    assert len(full) == len(resumed) == 6  # two leapfrog levels x three fields
+    assert len(full) == len(resumed) == 7  # two leapfrog levels x three fields + started flag
     for x, y in zip(full, resumed):
         assert np.max(np.abs(x - y)) <= 1e-12 * np.max(np.abs(x))
     with xr.open_dataset(a / "output.nc") as ds_a, xr.open_dataset(c / "output.nc") as ds_c:
