@@ -424,7 +424,22 @@ def dinosaur_step_timing(truncation: int, layers: int, dt_seconds: float,
     return dict(sim_days_per_s=sim_days / best, s_per_step=best / n_steps, run_s=best,
                 compile_s=compile_s, warmup_s=warmup_s, n_steps=n_steps, finite=ok,
                 truncation=truncation, layers=layers, dt_seconds=dt_seconds,
-                stepper=stepper, precision=precision, device=str(jax.devices()[0]))
+                stepper=stepper, precision=precision, device=str(jax.devices()[0]),
+                sim_days_per_second=sim_days / best)
+
+
+def dinosaur_largest_stable_dt(truncation: int, layers: int, candidates_minutes, days: float,
+                               stepper: str = "imex_rk_sil3", umax: float = 150.0) -> float | None:
+    """Largest dt (minutes) from ``candidates_minutes`` (tried in descending order) for which
+    dinosaur's default Held-Suarez set-up stays finite with max |u_zm| < ``umax`` for
+    ``days`` days; None if none does."""
+    for dt in sorted(candidates_minutes, reverse=True):
+        r = dinosaur_held_suarez(truncation, layers, dt * 60.0, days, stepper=stepper,
+                                 average_every_hours=24.0, verbose=False)
+        u = np.asarray(r["u_zm"])
+        if not r["blew_up"] and np.all(np.isfinite(u)) and np.nanmax(np.abs(u)) < umax:
+            return float(dt)
+    return None
 
 
 # =============================================================================
