@@ -248,7 +248,9 @@ class SphericalHarmonicGrid:
 
     # ------------------------------------------------------------------- transform matrices
     def _cast(self, x):
-        return jnp.asarray(x, dtype=self.dtype)
+        # numpy (not jax) arrays: cached matrices must never be created as tracers when a
+        # grid is first used inside a jitted function
+        return np.asarray(x, dtype=self.dtype)
 
     @functools.cached_property
     def _legendre_np(self):

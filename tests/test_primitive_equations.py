@@ -43,22 +43,25 @@ def test_energy_conversion_cancels_pressure_gradient_work(x64, levels):
     grid = SphericalHarmonicGrid.from_name("t42", dtype="float64")
     vertical = SigmaCoordinates.from_name(levels)
     eq = pe.make_equations(grid, vertical, hyperdiffusion_order=0)
-    for seed in range(3):
-        state = random_state(grid, vertical, seed)
+    @jax.jit
+    def terms(state):
         d = eq.nodal_diagnostics(state)
         temperature = d["temperature"]
         phi = eq.geopotential(temperature)
-        phi_modal = grid.to_modal(phi)
-        gx, gy = grid.gradient(phi_modal)
+        gx, gy = grid.gradient(grid.to_modal(phi))
         ps = eq.surface_pressure(state)
         ds = jnp.asarray(vertical.thickness)[:, None, None]
         r = pe.GAS_CONSTANT
         force_x = gx + r * temperature * d["dlnps_dx"]
         force_y = gy + r * temperature * d["dlnps_dy"]
-        work = grid.integrate(jnp.sum(ps * ds * (d["u"] * force_x + d["v"] * force_y), axis=0))
+        power = d["u"] * force_x + d["v"] * force_y
+        work = grid.integrate(jnp.sum(ps * ds * power, axis=0))
         conversion = grid.integrate(jnp.sum(ps * ds * r * temperature * d["omega_over_p"], axis=0))
-        scale = grid.integrate(jnp.sum(ps * ds * jnp.abs(d["u"] * force_x + d["v"] * force_y),
-                                       axis=0))
+        scale = grid.integrate(jnp.sum(ps * ds * jnp.abs(power), axis=0))
+        return work, conversion, scale
+
+    for seed in range(3):
+        work, conversion, scale = terms(random_state(grid, vertical, seed))
         assert abs(float(work - conversion)) <= 1e-12 * float(scale)
         assert abs(float(work)) > 1e-6 * float(scale)  # the terms are not trivially zero
 
@@ -77,7 +80,7 @@ def test_linearised_operator_matches_tendencies(x64):
     base = random_state(grid, vertical, 1)
     for eps in (1e-3, 1e-4):
         small = jax.tree.map(lambda x: eps * x, base)
-        explicit = eq.explicit_terms(small, {})
+        explicit = jax.jit(lambda x: eq.explicit_terms(x, {}))(small)
         implicit = eq.implicit_terms(small, {})
         ratio = (jnp.linalg.norm(explicit.divergence) / jnp.linalg.norm(implicit.divergence))
         assert float(ratio) < 50 * eps  # explicit part is O(eps^2), implicit O(eps)
@@ -108,8 +111,10 @@ def _run(case, params, stepper, dt, steps):
     return go(case.initial_state, params)
 
 
-def test_jw_steady_state_t42_l26_float32():
-    """JW06 steady state at T42, 26 equidistant sigma levels, dt 10 min, float32, 10 days:
+@pytest.mark.parametrize("days", [pytest.param(10, marks=pytest.mark.slow), 3])
+def test_jw_steady_state_t42_l26_float32(days):
+    """JW06 steady state at T42, 26 equidistant sigma levels, dt 10 min, float32, 10 days
+    (slow; measured 0.017 hPa and 0.018 m/s; the default suite runs 3 days):
     ps within 0.2 hPa of 1000 hPa and rms zonal-wind deviation <= 0.05 m/s (dinosaur:
     0.093 hPa and 0.025 m/s). The experiment's default del^8 diffusion (14 h at n = 42) is
     on; with del^4 at the same e-folding time the jet's resolved tail decays and the wind
@@ -119,7 +124,7 @@ def test_jw_steady_state_t42_l26_float32():
     case = atmosphere_cases.jablonowski_williamson(grid, vertical, perturb=False,
                                                    hyperdiffusion_order=4)
     params = {"hyperdiffusion": {"timescale": jnp.asarray(14 * 3600.0, jnp.float32)}}
-    final = _run(case, params, "leapfrog", 600.0, 1440)
+    final = _run(case, params, "leapfrog", 600.0, days * 144)
     eq = case.equation
     ps = eq.surface_pressure(final)
     u0 = eq.output_fields(case.initial_state)["ua"]
@@ -138,14 +143,15 @@ def test_positivity_fix_conserves_tracer_mass(x64):
     state = random_state(grid, vertical, 3, n_max=30, tracers=("q",))
     q = grid.to_nodal(state.tracers["q"])
     assert float(jnp.min(q)) < 0  # the test field has negative values to remove
-    fixed = eq.fix_negative_tracers(state)
-    before, after = eq.tracer_mass(state, "q"), eq.tracer_mass(fixed, "q")
+    fixed = jax.jit(lambda s: eq.fix_negative_tracers(s))(state)
+    mass = jax.jit(lambda s: eq.tracer_mass(s, "q"))
+    before, after = mass(state), mass(fixed)
     assert abs(float((after - before) / before)) <= 1e-12
     negative_before = float(jnp.sum(jnp.minimum(q, 0.0) ** 2))
     negative_after = float(jnp.sum(jnp.minimum(grid.to_nodal(fixed.tracers["q"]), 0.0) ** 2))
     assert negative_after < 0.1 * negative_before
     # differentiable: the gradient of the fixed mass exists and is finite
-    grad = jax.grad(lambda s: eq.tracer_mass(eq.fix_negative_tracers(s), "q"))(state)
+    grad = jax.jit(jax.grad(lambda s: eq.tracer_mass(eq.fix_negative_tracers(s), "q")))(state)
     assert np.all(np.isfinite(np.asarray(grad.tracers["q"])))
 
 
