@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
 
 from esm import constants
@@ -103,7 +104,7 @@ SPUN_UP_FILE = "held_suarez_t21_l8.nc"
 
 
 def held_suarez_spun_up(grid, parametrizations, hyperdiffusion_order: int = 2,
-                        reference_temperature: float = 300.0):
+                        reference_temperature: float = 300.0, mass_fixer: bool = False):
     """The shipped spun-up Held–Suarez state (T21, SPEEDY 8 layers; data/held_suarez_t21_l8.nc).
 
     ``grid`` must be a T21 grid (its dtype is used); the vertical coordinate is the file's.
@@ -121,6 +122,8 @@ def held_suarez_spun_up(grid, parametrizations, hyperdiffusion_order: int = 2,
         u, v, t, ps = (ds[k].values for k in ("ua", "va", "ta", "ps"))
     eq = pe.make_equations(grid, vertical, reference_temperature=reference_temperature,
                            hyperdiffusion_order=hyperdiffusion_order,
-                           parametrizations=parametrizations)
+                           parametrizations=parametrizations,
+                           global_mean_surface_pressure=(float(grid.mean(jnp.asarray(ps)))
+                                                         if mass_fixer else None))
     state = pe.state_from_fields(grid, u, v, t, ps, eq.reference_temperature)
     return AtmosphereCase("held_suarez", eq, state, "Held-Suarez 1994, spun-up T21 L8 state")

@@ -203,8 +203,18 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
             grid, vertical, parametrizations=(HeldSuarez(),), hyperdiffusion_order=order,
             seed=int(_get(cfg, "experiment.seed", 0)), reference_temperature=t_ref,
             mass_fixer=bool(_get(cfg, "dynamics.mass_fixer", True)))
+    elif case_name == "held_suarez_spun_up":
+        try:
+            case = atmosphere_cases.held_suarez_spun_up(
+                grid, parametrizations=(HeldSuarez(),), hyperdiffusion_order=order,
+                reference_temperature=t_ref,
+                mass_fixer=bool(_get(cfg, "dynamics.mass_fixer", True)))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        vertical = case.equation.vertical
     else:
-        raise ConfigError(f"experiment.case={case_name!r}; choose one of jw_steady, jw_wave, held_suarez")
+        raise ConfigError(f"experiment.case={case_name!r}; choose one of jw_steady, jw_wave, "
+                          "held_suarez, held_suarez_spun_up")
     eq = case.equation
     overrides = _parameter_overrides(cfg, eq.parameters)
     for key, value in diffusion.items():

@@ -85,8 +85,12 @@ def _check_group_overrides(overrides: list[str]) -> str | None:
     return None
 
 
-def compose(overrides: list[str], config_name: str = "config"):
-    """Compose the config with hydra; raises ``ConfigError`` with a one-line message."""
+def compose(overrides: list[str], config_name: str = "config",
+            open_keys: tuple[str, ...] = ("physics.",)):
+    """Compose the config with hydra; raises ``ConfigError`` with a one-line message.
+
+    Overrides of keys under ``open_keys`` (dicts whose entries are free names, like
+    ``physics.<scheme>.<name>``) may add new entries."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -97,7 +101,7 @@ def compose(overrides: list[str], config_name: str = "config"):
     if message:
         raise ConfigError(message)
     # physics.<scheme>.<name>=VALUE sets a declared parameter (checked by build_model)
-    overrides = ["++" + o if o.startswith("physics.") else o for o in overrides]
+    overrides = ["++" + o if o.startswith(open_keys) else o for o in overrides]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None):

@@ -1,0 +1,124 @@
+"""``esm-calibrate``: run or resume a calibration job (a hydra application).
+
+Composes ``configs/calibrate.yaml`` (which includes ``config.yaml`` and an experiment preset)
+with the command-line overrides. The run directory is deterministic unless ``hydra.run.dir``
+is given: ``outputs/calibrate/<experiment>-<hash of the resolved config>``, so running the same
+command again finds its checkpoint and resumes. Exit codes as ``esm-run``: 0 ok, 2 bad
+configuration or input (one line on stderr), 3 the model blows up at the initial parameters,
+1 anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from esm.cli import (EXIT_BAD_INPUT, EXIT_BLOWUP, EXIT_ERROR, EXIT_OK, _configure_jax,
+                     compose, group_options, resolved)
+
+PROG = "esm-calibrate"
+OPEN_KEYS = ("physics.", "twin.truth.", "calibration.initial.")
+
+USAGE = """\
+usage: esm-calibrate [OVERRIDE ...]
+
+Fits declared free parameters of a model to observations. Presets:
+  experiment=twin_held_suarez  (default) recover 5 Held-Suarez parameters from synthetic
+                               observations of 2 one-day windows, Gauss-Newton, T21 L8
+  experiment=january1988       perpetual-January Held-Suarez model vs observed January 1988
+                               zonal-mean T and u (850-100 hPa), ensemble Kalman inversion
+Common overrides:
+  calibration.method=gauss_newton|adam|lbfgs|eki
+  calibration.parameters=[held_suarez.k_a,...]   what to fit (everything else stays fixed)
+  calibration.max_iterations=N                   (may be raised when resuming)
+  calibration.checkpoint=none|step|nested        rollout checkpoint policy
+  calibration.prior=true|false
+  physics.<scheme>.<name>=VALUE                  fixed model parameter values
+  calibration.initial.<scheme>.<name>=VALUE      start values of fitted parameters
+  twin.truth.<scheme>.<name>=VALUE  twin.seed=N  twin.noise=true
+  hydra.run.dir=PATH     (default outputs/calibrate/<experiment>-<config hash>)
+Files written: parameters.yaml, history.csv, fit.nc, summary.json, loss.png, fit.png,
+config.yaml, checkpoints/. Running the same command again resumes from the last checkpoint.
+Exit codes: 0 ok, 2 bad configuration or input, 3 blow-up at the initial parameters, 1 other.
+"""
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def run_dir_for(plain: dict, argv: list[str]) -> str:
+    from calibration.job import config_hash
+
+    for a in argv:
+        if a.split("=", 1)[0].lstrip("+") == "hydra.run.dir":
+            return a.split("=", 1)[1]
+    custom = (plain.get("calibration") or {}).get("run_dir")
+    if custom:
+        return str(custom)
+    name = (plain.get("experiment") or {}).get("name", "calibration")
+    return str(Path("outputs") / "calibrate" / f"{name}-{config_hash(plain)}")
+
+
+def calibrate_main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return EXIT_OK
+    from calibration.observations import ObservationError
+    from esm.build import ConfigError
+
+    try:
+        cfg = compose(argv, config_name="calibrate", open_keys=OPEN_KEYS)
+        plain, _ = resolved(cfg)
+        precision = str(plain.get("precision", "float32"))
+        if precision not in ("float32", "float64"):
+            raise ConfigError(f"precision={precision!r}; choose precision=float32 or precision=float64")
+        _configure_jax(precision)
+        run_dir = run_dir_for(plain, argv)
+    except ConfigError as e:
+        return _fail(str(e))
+    from calibration.job import CalibrationJob
+    from esm import io
+
+    t0 = time.perf_counter()
+    try:
+        job = CalibrationJob(plain, run_dir,
+                             progress=bool((plain.get("run") or {}).get("progress", True)))
+        summary = job.run()
+    except (ConfigError, ObservationError) as e:
+        return _fail(str(e))
+    except FloatingPointError as e:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        io.atomic_write_json(Path(run_dir) / "summary.json", {
+            "status": "error", "initial_loss": None, "final_loss": None, "iterations": 0,
+            "wall_seconds": time.perf_counter() - t0, "error": str(e)})
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return EXIT_BLOWUP
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; run the same command again to resume from the last "
+              f"checkpoint in {run_dir}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:
+        traceback.print_exc()
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        io.atomic_write_json(Path(run_dir) / "summary.json", {
+            "status": "error", "initial_loss": None, "final_loss": None, "iterations": None,
+            "wall_seconds": time.perf_counter() - t0, "error": f"{type(e).__name__}: {e}"})
+        return EXIT_ERROR
+    print(f"{PROG}: {summary['iterations']} iterations ({summary['stop_reason']}), loss "
+          f"{summary['initial_loss']:.6g} -> {summary['final_loss']:.6g}; results in {run_dir}",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def console_entry() -> None:  # pragma: no cover
+    from esm.cli import _install_signal_handlers
+
+    _install_signal_handlers()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(calibrate_main())
