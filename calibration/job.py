@@ -386,11 +386,13 @@ class CalibrationJob:
 
     # -- run directory and config check
     def _check_run_dir(self) -> bool:
-        """True if there is a checkpoint to resume; ConfigError if the config changed."""
+        """True if there is a checkpoint to resume; ConfigError if it was made with another
+        config (except calibration.max_iterations)."""
         from omegaconf import OmegaConf
 
         cfg_path = self.run_dir / "config.yaml"
-        if cfg_path.exists():
+        resume = (self.run_dir / "checkpoints" / "state.npz").exists()
+        if resume and cfg_path.exists():
             old = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True)
             diff = _first_difference(config_identity(old), config_identity(self.cfg))
             if diff:
@@ -402,13 +404,19 @@ class CalibrationJob:
         (self.run_dir / "checkpoints").mkdir(exist_ok=True)
         io.remove_temporary_files(self.run_dir)
         io.remove_temporary_files(self.run_dir / "checkpoints")
-        io.atomic_write_text(cfg_path, OmegaConf.to_yaml(OmegaConf.create(self.cfg)))
-        return (self.run_dir / "checkpoints" / "state.npz").exists()
+        return resume
+
+    def _write_config(self) -> None:
+        from omegaconf import OmegaConf
+
+        io.atomic_write_text(self.run_dir / "config.yaml",
+                             OmegaConf.to_yaml(OmegaConf.create(self.cfg)))
 
     def run(self) -> dict:
         resume = self._check_run_dir()
         t_start = time.perf_counter()
         built = build_problem(self.cfg)
+        self._write_config()
         problem, free = built.problem, built.problem.free
         try:
             method = make_method(self.method_name, problem, self.cfg.get("calibration", {}))
@@ -571,7 +579,7 @@ class CalibrationJob:
             model, obs = pred[k], np.asarray(built.problem.observed[k])
             dims = []
             if built.kind == "windows":
-                dims += ["window", "time"]
+                dims += ["window", "lead_time"]
             if model.ndim - len(dims) == (2 if op.reduction == "zonal_mean" else 3):
                 dims.append("plev")
             dims += ["lat"] if op.reduction == "zonal_mean" else ["lat", "lon"]
@@ -589,7 +597,9 @@ class CalibrationJob:
         if built.kind == "windows":
             hours = built.meta["observe_every_hours"] * (1 + np.arange(
                 next(iter(pred.values())).shape[1]))
-            coords["time"] = ("time", hours, {"units": "hours since window start"})
+            coords["lead_time"] = ("lead_time", hours, {"units": "hours",
+                                                        "standard_name": "forecast_period",
+                                                        "long_name": "time since window start"})
         ds = xr.Dataset(data, coords=coords, attrs={
             "Conventions": "CF-1.8", "title": "diffesm calibration fit: model vs observations",
             "experiment": str(self.cfg.get("experiment", {}).get("name")),

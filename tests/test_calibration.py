@@ -1,0 +1,259 @@
+"""Calibration: observation operator, gradients of the loss, twin experiments, resume, errors.
+
+The twin experiments use the `twin_held_suarez` preset (T21, SPEEDY 8 layers, from the shipped
+spun-up Held–Suarez state, float64): synthetic noise-free observations of ta, ua, va on six
+pressure levels from truth runs with five Held–Suarez parameters 30 % away from the defaults
+(k_f 1.3 vs 1, k_a 0.0175 vs 0.025, k_s 0.325 vs 0.25, delta_T_y 42 vs 60 K, delta_theta_z 13
+vs 10 K), started from the defaults.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import xarray as xr
+
+from calibration.job import CalibrationJob, build_problem
+from calibration.operators import (ObservationOperator, latitude_cell_weights,
+                                   pressure_thickness_weights)
+from esm.cli import compose, resolved
+
+TRUTH = {"held_suarez.k_f": 1.3, "held_suarez.k_a": 0.0175, "held_suarez.k_s": 0.325,
+         "held_suarez.delta_T_y": 42.0, "held_suarez.delta_theta_z": 13.0}
+
+
+def calibrate_config(*overrides):
+    plain, _ = resolved(compose(["run.progress=false", *overrides], config_name="calibrate",
+                                open_keys=("physics.", "twin.truth.", "calibration.initial.")))
+    return plain
+
+
+def esm_calibrate(args, cwd, env=None, timeout=900):
+    code = ("import sys; from calibration.cli import calibrate_main; "
+            "sys.exit(calibrate_main(sys.argv[1:]))")
+    return subprocess.run([sys.executable, "-c", code, "run.progress=false", *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def relative_errors(parameters_yaml: Path) -> dict[str, float]:
+    import yaml
+
+    doc = yaml.safe_load(parameters_yaml.read_text())
+    return {k: abs(v["value"] - TRUTH[k]) / TRUTH[k] for k, v in doc["parameters"].items()}
+
+
+# ------------------------------------------------------------------------ operator, weights
+def test_weights_are_cell_areas_and_thicknesses():
+    lat = np.array([-60.0, 0.0, 60.0])
+    w = latitude_cell_weights(lat)
+    # edges -90, -30, 30, 90: sin differences 0.5, 1, 0.5 -> normalised to mean 1
+    np.testing.assert_allclose(w, np.array([0.5, 1.0, 0.5]) / (2.0 / 3.0), rtol=1e-14)
+    t = pressure_thickness_weights(np.array([85000.0, 70000.0, 50000.0]))
+    # half-way edges: 92500 | 77500 | 60000 | 40000 -> 15000, 17500, 20000
+    np.testing.assert_allclose(t, np.array([15000.0, 17500.0, 20000.0]) / 17500.0, rtol=1e-14)
+
+
+def test_operator_is_exact_on_the_model_grid_and_linear_in_latitude(x64):
+    from esm.spherical_harmonics import SphericalHarmonicGrid
+
+    grid = SphericalHarmonicGrid.from_name("t21", dtype="float64")
+    lat_m = np.rad2deg(grid.latitude)
+    lon_m = np.rad2deg(grid.longitude)
+    rng = np.random.default_rng(0)
+    field = rng.standard_normal((3,) + grid.nodal_shape)
+    same = ObservationOperator(grid, ("ta",), lat=tuple(lat_m), lon=tuple(lon_m))
+    np.testing.assert_array_equal(np.asarray(same.apply_to_fields({"ta": field})["ta"]), field)
+    # a field linear in latitude and in longitude (away from the wrap) is reproduced exactly
+    lat_o = np.linspace(-80.0, 80.0, 17)
+    lon_o = np.linspace(10.0, 300.0, 11)
+    linear = 2.0 + 0.1 * lat_m[:, None] + 0.01 * lon_m[None, :]
+    op = ObservationOperator(grid, ("ta",), lat=tuple(lat_o), lon=tuple(lon_o))
+    out = np.asarray(op.apply_to_fields({"ta": np.broadcast_to(linear, (2,) + linear.shape)})["ta"])
+    np.testing.assert_allclose(out[1], 2.0 + 0.1 * lat_o[:, None] + 0.01 * lon_o[None, :],
+                               rtol=1e-13, atol=1e-13)
+    zonal = ObservationOperator(grid, ("ta",), lat=tuple(lat_o), reduction="zonal_mean")
+    zm = np.asarray(zonal.apply_to_fields({"ta": linear[None]})["ta"])[0]
+    np.testing.assert_allclose(zm, 2.0 + 0.1 * lat_o + 0.01 * lon_m.mean(), rtol=1e-13, atol=1e-13)
+
+
+def test_pressure_levels_outside_the_column_are_masked(x64):
+    cfg = calibrate_config("observations.plev_hpa=[1000,850,10]", "observations.windows.count=1",
+                           "observations.windows.hours=1", "observations.windows.observe_every_hours=1",
+                           "run.dt_minutes=30")
+    built = build_problem(cfg)
+    ta = built.problem.observed["ta"]  # (window, time, plev, lat, lon)
+    assert np.isfinite(ta[:, :, 1]).all()          # 850 hPa: inside every column
+    assert np.isnan(ta[:, :, 2]).all()             # 10 hPa: above the top layer midpoint
+    frac = np.isnan(ta[:, :, 0]).mean()            # 1000 hPa: below the lowest layer (0.95 ps)
+    assert 0.2 < frac <= 1.0
+    r = np.asarray(built.problem.residuals(built.z0))
+    assert np.isfinite(r).all()
+
+
+# ------------------------------------------------------------------------------ gradients
+def test_loss_gradient_matches_finite_differences_for_all_policies(x64):
+    """d loss / dz along a random direction vs centred differences (float64), 12-hour window,
+    at a point away from the kinks (T_min floor, sigma_b), for none, step and nested."""
+    grads = {}
+    for policy in ("none", "step", "nested"):
+        cfg = calibrate_config(f"calibration.checkpoint={policy}", "observations.windows.count=1",
+                               "observations.windows.hours=12",
+                               "observations.windows.observe_every_hours=6")
+        built = build_problem(cfg)
+        z = built.z0 + 0.05
+        loss = jax.jit(built.problem.loss)
+        grads[policy] = np.asarray(jax.jit(jax.grad(built.problem.loss))(z))
+    direction = np.random.default_rng(1).standard_normal(z.shape)
+    direction /= np.linalg.norm(direction)
+    eps = 1e-4
+    fd = (float(loss(z + eps * direction)) - float(loss(z - eps * direction))) / (2 * eps)
+    for policy, g in grads.items():
+        ad = float(g @ direction)
+        assert abs(ad - fd) <= 1e-5 * abs(fd), (policy, ad, fd)
+        np.testing.assert_allclose(g, grads["none"], rtol=1e-10, atol=1e-12 * np.abs(g).max())
+
+
+# ------------------------------------------------------------------------ twin experiments
+def test_twin_gauss_newton_recovers_parameters(tmp_path, x64):
+    cfg = calibrate_config("experiment=twin_held_suarez")
+    summary = CalibrationJob(cfg, tmp_path, progress=False).run()
+    assert summary["iterations"] <= 15
+    errors = relative_errors(tmp_path / "parameters.yaml")
+    assert max(errors.values()) < 0.02, errors
+    assert summary["final_loss"] < 1e-2 * summary["initial_loss"]
+    with xr.open_dataset(tmp_path / "fit.nc") as ds:
+        assert {"ta_model", "ta_observed", "ua_model", "va_observed"} <= set(ds.data_vars)
+        assert ds["ta_model"].dims == ("window", "lead_time", "plev", "lat", "lon")
+    history = (tmp_path / "history.csv").read_text().splitlines()
+    assert history[0].startswith("iteration,loss,grad_norm,wall_seconds,held_suarez.k_f")
+    assert len(history) == summary["iterations"] + 2
+    for name in ("summary.json", "config.yaml", "loss.png", "fit.png", "checkpoints/state.npz"):
+        assert (tmp_path / name).exists(), name
+
+
+def test_twin_lbfgs_recovers_parameters(tmp_path, x64):
+    cfg = calibrate_config("calibration.method=lbfgs", "calibration.max_iterations=300",
+                           "calibration.posterior=false")
+    summary = CalibrationJob(cfg, tmp_path, progress=False).run()
+    assert summary["iterations"] <= 300
+    errors = relative_errors(tmp_path / "parameters.yaml")
+    assert max(errors.values()) < 0.02, (errors, summary["stop_reason"])
+
+
+def test_twin_eki_gets_within_five_percent(tmp_path, x64):
+    """Ensemble Kalman inversion on the noise-free twin: no observation perturbations, step
+    size h = 10 and a small additive inflation (1e-4 prior variances per iteration) so that
+    the ensemble neither samples noise nor collapses before reaching the minimiser."""
+    cfg = calibrate_config("calibration.method=eki", "calibration.max_iterations=10",
+                           "calibration.eki.members=16", "calibration.eki.perturb_observations=false",
+                           "calibration.eki.step_size=10", "calibration.eki.inflation=1e-4",
+                           "calibration.posterior=false")
+    CalibrationJob(cfg, tmp_path, progress=False).run()
+    errors = relative_errors(tmp_path / "parameters.yaml")
+    assert max(errors.values()) < 0.05, errors
+
+
+# ------------------------------------------------------------------------------ resume
+RESUME_ARGS = ["calibration.method=lbfgs", "calibration.max_iterations=4",
+               "calibration.posterior=false", "observations.windows.count=1",
+               "observations.windows.hours=12", "observations.windows.observe_every_hours=6",
+               "calibration.parameters=[held_suarez.k_a,held_suarez.delta_T_y]"]
+
+
+def final_state(run_dir: Path):
+    with np.load(run_dir / "checkpoints" / "state.npz") as f:
+        leaves = [f[k] for k in sorted(f.files) if k != "meta"]
+    return leaves, (run_dir / "history.csv").read_text()
+
+
+def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
+    ref = tmp_path / "ref"
+    r = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={ref}"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    ref_leaves, ref_history = final_state(ref)
+    for variable, k in (("DIFFESM_KILL_AFTER_CHECKPOINT", "2"),
+                        ("DIFFESM_KILL_DURING_CHECKPOINT", "3")):
+        d = tmp_path / variable
+        env = dict(os.environ, **{variable: k})
+        killed = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={d}"], cwd=tmp_path, env=env)
+        assert killed.returncode == -9, killed.stderr
+        with np.load(d / "checkpoints" / "state.npz") as f:  # the last complete checkpoint
+            assert json.loads(bytes(f["meta"]).decode())["iteration"] == 2
+        again = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={d}"], cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        leaves, history = final_state(d)
+        assert len(leaves) == len(ref_leaves)
+        for a, b in zip(leaves, ref_leaves):
+            np.testing.assert_array_equal(a, b)
+        # history identical except wall-clock seconds
+        strip = [[c for i, c in enumerate(line.split(",")) if i != 3]
+                 for line in history.splitlines()]
+        ref_strip = [[c for i, c in enumerate(line.split(",")) if i != 3]
+                     for line in ref_history.splitlines()]
+        assert strip == ref_strip
+        assert not list(d.glob("checkpoints/.*.tmp"))
+
+
+def test_changed_config_in_existing_run_dir_exits_2(tmp_path):
+    d = tmp_path / "run"
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "checkpoints" / "state.npz").write_bytes(b"")
+    (d / "config.yaml").write_text(
+        "calibration:\n  method: adam\n")
+    r = esm_calibrate([f"hydra.run.dir={d}"], cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "only calibration.max_iterations may change" in lines[0]
+
+
+def test_deterministic_run_directory():
+    from calibration.cli import run_dir_for
+
+    a = calibrate_config()
+    b = calibrate_config("calibration.max_iterations=40")
+    c = calibrate_config("calibration.method=adam")
+    assert run_dir_for(a, []) == run_dir_for(b, [])
+    assert run_dir_for(a, []) != run_dir_for(c, [])
+    assert run_dir_for(a, []).startswith(os.path.join("outputs", "calibrate", "twin_held_suarez-"))
+
+
+# ------------------------------------------------------------------- bad observation files
+def _january(tmp_path, ds: xr.Dataset, *extra):
+    path = tmp_path / "obs.nc"
+    ds.to_netcdf(path)
+    return esm_calibrate(["experiment=january1988", f"observations.file={path}",
+                          f"hydra.run.dir={tmp_path / 'run'}", *extra], cwd=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def january():
+    from calibration import observation_path
+
+    with xr.open_dataset(observation_path("january1988_uvt_t42.nc")) as ds:
+        return ds.load()
+
+
+@pytest.mark.parametrize("case", ["missing_variable", "bad_units", "all_nan", "coverage"])
+def test_bad_observation_files_exit_2_with_one_line(tmp_path, january, case):
+    ds = january.copy()
+    expect = {"missing_variable": "'U'", "bad_units": "T", "all_nan": "T",
+              "coverage": "cover"}[case]
+    if case == "missing_variable":
+        ds = ds.drop_vars("U")
+    elif case == "bad_units":
+        ds["T"].attrs["units"] = "degC"  # holds kelvin: converts to 463..584 K
+    elif case == "all_nan":
+        ds["T"] = ds["T"] * np.nan
+    else:
+        ds = ds.sel(lat=ds.lat[ds.lat > 0])
+    r = _january(tmp_path, ds)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "obs.nc" in lines[0] and expect in lines[0], lines[0]
