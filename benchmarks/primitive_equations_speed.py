@@ -130,7 +130,8 @@ def part_same_scheme(rows, quick):
 
 
 def part_default(rows, days, quick):
-    candidates = {"t21": [60.0, 45.0, 40.0, 30.0, 20.0], "t42": [30.0, 25.0, 20.0, 15.0, 10.0]}
+    candidates = {"t21": [120.0, 90.0, 60.0, 45.0, 30.0, 20.0],
+                  "t42": [60.0, 45.0, 40.0, 30.0, 25.0, 20.0, 15.0]}
     for res, lev in [("t21", 20), ("t42", 24)]:
         best = next((dt for dt in candidates[res]
                      if ours_stable(res, lev, dt, "leapfrog", days)), None)

@@ -20,7 +20,7 @@ from esm.cli import (EXIT_BAD_INPUT, EXIT_BLOWUP, EXIT_ERROR, EXIT_OK, _configur
                      compose, group_options, resolved)
 
 PROG = "esm-calibrate"
-OPEN_KEYS = ("physics.", "twin.truth.", "calibration.initial.")
+OPEN_KEYS = ("physics.", "twin.truth.", "calibration.initial.", "calibration.prior_width.")
 
 USAGE = """\
 usage: esm-calibrate [OVERRIDE ...]
@@ -36,6 +36,8 @@ Common overrides:
   calibration.max_iterations=N                   (may be raised when resuming)
   calibration.checkpoint=none|step|nested        rollout checkpoint policy
   calibration.prior=true|false
+  calibration.prior_width.<scheme>.<name>=W      prior std (unconstrained units) instead of
+                                                 the declared one
   physics.<scheme>.<name>=VALUE                  fixed model parameter values
   calibration.initial.<scheme>.<name>=VALUE      start values of fitted parameters
   twin.truth.<scheme>.<name>=VALUE  twin.seed=N  twin.noise=true

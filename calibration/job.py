@@ -158,8 +158,20 @@ def build_problem(cfg: Mapping) -> Built:
         raise ConfigError("calibration needs a 3-d model (experiment.family=primitive_equations)")
     eq = setup.stepper.equation
     names = list(_get(cfg, "calibration.parameters", []) or [])
+    widths = _flat_values(cfg, "calibration.prior_width")
+    declarations = []
+    for p in setup.parameter_declarations:
+        if p.name in widths:
+            if not widths[p.name] > 0:
+                raise ConfigError(f"calibration.prior_width.{p.name}={widths[p.name]:g} must be "
+                                  "positive (a standard deviation in unconstrained units)")
+            p = dataclasses.replace(p, prior_width=widths.pop(p.name))
+        declarations.append(p)
+    if widths:
+        raise ConfigError(f"calibration.prior_width.{next(iter(widths))} is not a parameter of "
+                          "this model")
     try:
-        free = FreeParameters.select(setup.parameter_declarations, names, setup.params)
+        free = FreeParameters.select(declarations, names, setup.params)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     initial = _flat_values(cfg, "calibration.initial")
@@ -517,7 +529,8 @@ class CalibrationJob:
 
         problem, free = built.problem, built.problem.free
         pred = {k: np.asarray(v, np.float64) for k, v in jax.jit(problem.predictions)(z).items()}
-        r_data = np.asarray(problem.data_residuals_from_predictions(pred, jnp.float64))
+        r_data = np.asarray(problem.data_residuals_from_predictions(
+            {k: jnp.asarray(v, z.dtype) for k, v in pred.items()}, z.dtype), np.float64)
         parts = problem.loss_parts(jnp.asarray(z))
         final_loss = parts["data"] + parts["prior"]
         n = problem.n_data
