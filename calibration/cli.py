@@ -20,7 +20,9 @@ from esm.cli import (EXIT_BAD_INPUT, EXIT_BLOWUP, EXIT_ERROR, EXIT_OK, _configur
                      compose, group_options, resolved)
 
 PROG = "esm-calibrate"
-OPEN_KEYS = ("physics.", "twin.truth.", "calibration.initial.", "calibration.prior_width.")
+_INTERRUPTED = False
+OPEN_KEYS = ("physics.", "twin.truth.", "calibration.initial.", "calibration.prior_width.",
+             "calibration.search_range.")
 
 USAGE = """\
 usage: esm-calibrate [OVERRIDE ...]
@@ -38,6 +40,7 @@ Common overrides:
   calibration.prior=true|false
   calibration.prior_width.<scheme>.<name>=W      prior std (unconstrained units) instead of
                                                  the declared one
+  calibration.search_range.<scheme>.<name>=[lo,hi] a range the fit cannot leave
   physics.<scheme>.<name>=VALUE                  fixed model parameter values
   calibration.initial.<scheme>.<name>=VALUE      start values of fitted parameters
   twin.truth.<scheme>.<name>=VALUE  twin.seed=N  twin.noise=true
@@ -102,6 +105,8 @@ def calibrate_main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {e}", file=sys.stderr)
         return EXIT_BLOWUP
     except KeyboardInterrupt:
+        global _INTERRUPTED
+        _INTERRUPTED = True
         print(f"{PROG}: interrupted; run the same command again to resume from the last "
               f"checkpoint in {run_dir}", file=sys.stderr)
         return EXIT_ERROR
@@ -123,4 +128,11 @@ def console_entry() -> None:  # pragma: no cover
 
     _install_signal_handlers()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.exit(calibrate_main())
+    code = calibrate_main()
+    if _INTERRUPTED:
+        # a computation dispatched before the signal would keep the interpreter alive until
+        # it finishes; the last checkpoint is on disk, so leave now
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

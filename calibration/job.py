@@ -159,17 +159,37 @@ def build_problem(cfg: Mapping) -> Built:
     eq = setup.stepper.equation
     names = list(_get(cfg, "calibration.parameters", []) or [])
     widths = _flat_values(cfg, "calibration.prior_width")
+    ranges = {}
+    for scheme, values in (_get(cfg, "calibration.search_range", {}) or {}).items():
+        for k, v in (values or {}).items():
+            ranges[f"{scheme}.{k}"] = v
     declarations = []
     for p in setup.parameter_declarations:
+        if p.name in ranges:
+            try:
+                lo, hi = (float(x) for x in ranges.pop(p.name))
+            except (TypeError, ValueError):
+                raise ConfigError(f"calibration.search_range.{p.name} must be [low, high]") from None
+            value = float(setup.params[p.scheme][p.short_name])
+            if not (p.bounds[0] <= lo < value < hi <= p.bounds[1]):
+                raise ConfigError(
+                    f"calibration.search_range.{p.name}=[{lo:g}, {hi:g}] must lie within the "
+                    f"physical bounds [{p.bounds[0]:g}, {p.bounds[1]:g}] and contain the start "
+                    f"value {value:g}")
+            # a logit transform onto the range: the fit cannot leave it; the prior (width 1
+            # unless overridden) is centred on the declared default
+            p = dataclasses.replace(p, bounds=(lo, hi), transform="logit",
+                                    prior_width=1.0 if p.prior_width is not None else None)
         if p.name in widths:
             if not widths[p.name] > 0:
                 raise ConfigError(f"calibration.prior_width.{p.name}={widths[p.name]:g} must be "
                                   "positive (a standard deviation in unconstrained units)")
             p = dataclasses.replace(p, prior_width=widths.pop(p.name))
         declarations.append(p)
-    if widths:
-        raise ConfigError(f"calibration.prior_width.{next(iter(widths))} is not a parameter of "
-                          "this model")
+    if widths or ranges:
+        bad = next(iter(widths)) if widths else next(iter(ranges))
+        what = "prior_width" if widths else "search_range"
+        raise ConfigError(f"calibration.{what}.{bad} is not a parameter of this model")
     try:
         free = FreeParameters.select(declarations, names, setup.params)
     except ValueError as e:
