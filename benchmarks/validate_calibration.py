@@ -1,7 +1,8 @@
 """Validation of the calibration module (issue: "Calibration module"), numbers for docs/calibration.md.
 
-Parts (``--only``; all by default):
+Parts (``--only``; all but january1988 by default):
 
+  jacobian     singular values of the whitened Jacobian of the noise-free twin at the truth.
   noisy        twin_held_suarez with noise drawn from N(0, Γ): Gauss–Newton optimum's reduced
                chi-square vs 1 ± 3 sqrt(2/N).
   laplace      50 noisy twin experiments (prior off, 1 one-day window, noise N(0, Γ) with the
@@ -46,6 +47,27 @@ def config(*overrides):
 
 def truth_of(cfg) -> dict[str, float]:
     return {f"{s}.{k}": float(v) for s, d in cfg["twin"]["truth"].items() for k, v in d.items()}
+
+
+def part_jacobian(out: dict):
+    """Singular values of the whitened Jacobian at the truth (default twin, data only)."""
+    import jax
+    import jax.numpy as jnp
+
+    from calibration.job import build_problem
+
+    jax.config.update("jax_enable_x64", True)
+    cfg = config("calibration.prior=false")
+    built = build_problem(cfg)
+    z_true = built.problem.free.to_unconstrained(truth_of(cfg), dtype=jnp.float64)
+    jac = np.asarray(jax.jit(jax.jacfwd(built.problem.residuals))(z_true))
+    u, sv, vt = np.linalg.svd(jac, full_matrices=False)
+    line = {"parameters": built.problem.free.names, "singular_values": sv.tolist(),
+            "condition_number": float(sv[0] / sv[-1]),
+            "right_singular_vectors": vt.tolist(), "n_data": built.problem.n_data}
+    print("jacobian at truth:", {k: v for k, v in line.items()
+                                 if k != "right_singular_vectors"}, flush=True)
+    out["jacobian"] = line
 
 
 def part_noisy(out: dict, workdir: Path):
@@ -240,7 +262,7 @@ def part_january(out: dict, run_dir: Path, figure: Path | None):
 
         obs_t = prob.observed["ta"]
         obs_u = prob.observed["ua"]
-        fig, axes = plt.subplots(2, 3, figsize=(13, 7), sharey=True)
+        fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), sharey=True, layout="constrained")
         p_hpa = plev / 100
         for row, (name, obs) in zip(axes, (("ta", obs_t), ("ua", obs_u))):
             levels = np.linspace(np.nanmin(obs), np.nanmax(obs), 17)
@@ -248,7 +270,7 @@ def part_january(out: dict, run_dir: Path, figure: Path | None):
                                             ("default parameters", d["fields"][name]),
                                             ("fitted (EKI)", f["fields"][name]))):
                 cs = ax.contourf(op.obs_lat, p_hpa, x, levels=levels, extend="both")
-                ax.set_title(f"zonal-mean {name}: {title}", fontsize=9)
+                ax.set_title(f"{name}: {title}", fontsize=9)
                 ax.set_xlabel("latitude")
             row[0].set_ylabel("hPa")
             row[0].invert_yaxis()
@@ -260,18 +282,20 @@ def part_january(out: dict, run_dir: Path, figure: Path | None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", action="append",
-                    choices=["noisy", "laplace", "cost", "january1988"])
+                    choices=["jacobian", "noisy", "laplace", "cost", "january1988"])
     ap.add_argument("--experiments", type=int, default=50)
     ap.add_argument("--workdir", default="runs/validate_calibration")
     ap.add_argument("--run-dir", default="runs/january1988")
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
     a = ap.parse_args()
-    parts = a.only or ["noisy", "laplace", "cost"]
+    parts = a.only or ["jacobian", "noisy", "laplace", "cost"]
     workdir = Path(a.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"# {datetime.date.today()} python benchmarks/validate_calibration.py "
           f"{' '.join(sys.argv[1:])}")
     out: dict = {}
+    if "jacobian" in parts:
+        part_jacobian(out)
     if "noisy" in parts:
         import jax
 

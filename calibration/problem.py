@@ -23,7 +23,6 @@ Laplace approximation) works on the same objects:
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -98,7 +97,7 @@ class FreeParameters:
     @property
     def prior_mean(self) -> np.ndarray:
         """The declared defaults in z units."""
-        return np.array([_unconstrained_np(p, p.default) / s
+        return np.array([float(p.to_unconstrained(p.default, xp=np)) / s
                          for p, s in zip(self.declarations, self.scale)])
 
     @property
@@ -110,17 +109,6 @@ class FreeParameters:
         for p in self.declarations:
             if p.name in values:
                 p.check(values[p.name])
-
-
-def _unconstrained_np(p: Parameter, value: float) -> float:
-    """``p.to_unconstrained`` in numpy (usable while tracing: stays a constant)."""
-    if p.transform == "log":
-        return math.log(value)
-    if p.transform == "logit":
-        lo, hi = p.bounds
-        x = (value - lo) / (hi - lo)
-        return math.log(x) - math.log1p(-x)
-    return float(value)
 
 
 # ----------------------------------------------------------------------------- forward maps

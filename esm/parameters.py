@@ -65,13 +65,14 @@ class Parameter:
                 f"{self.name}={value} is outside its physical bounds [{lo}, {hi}] "
                 f"{self.units}; choose a value within them")
 
-    def to_unconstrained(self, value):
+    def to_unconstrained(self, value, xp=jnp):
+        """The optimisation variable of a value; ``xp=numpy`` keeps constants out of traces."""
         if self.transform == "log":
-            return jnp.log(value)
+            return xp.log(value)
         if self.transform == "logit":
             lo, hi = self.bounds
             s = (value - lo) / (hi - lo)
-            return jnp.log(s) - jnp.log1p(-s)
+            return xp.log(s) - xp.log1p(-s)
         return value
 
     def from_unconstrained(self, z):
