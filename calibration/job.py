@@ -30,7 +30,7 @@ import numpy as np
 from calibration.observations import (ObservationError, check_coverage, load_observations,
                                       observation_path)
 from calibration.operators import ObservationOperator, operator_from_observations
-from calibration.optimizers import laplace_posterior, make_method
+from calibration.optimizers import METHODS, laplace_posterior, make_method
 from calibration.problem import (CalibrationProblem, FreeParameters, StatisticsForward,
                                  WindowForward, noise_like)
 from esm import io, rollout
@@ -407,6 +407,9 @@ class CalibrationJob:
         self.progress = progress
         c = self.cfg.get("calibration", {})
         self.method_name = str(c.get("method", "gauss_newton"))
+        if self.method_name not in METHODS:
+            raise ConfigError(f"calibration.method={self.method_name!r}; choose one of "
+                              f"{', '.join(METHODS)}")
         self.max_iterations = int(c.get("max_iterations", 20))
         if self.max_iterations < 0:
             raise ConfigError(f"calibration.max_iterations={self.max_iterations} must be >= 0")

@@ -144,7 +144,8 @@ class EnsembleKalmanInversion:
     size h of Kovachki & Stuart 2019, Inverse Problems 35, 095005, eq. 9):
     z_j <- z_j + C_zr (C_rr + I/h)^(-1) (eta_j - r_j), eta_j ~ N(0, I/h) (0 if not
     perturbed); (C_rr + I/h)^(-1) by the Woodbury identity in the ensemble's span (an M x M
-    solve). h = 1 is the classical method; larger h takes longer (Gauss–Newton-like) steps.
+    solve, or the N x N system when there are fewer data than members). h = 1 is the classical
+    method; larger h takes longer (Gauss–Newton-like) steps.
     Optional additive covariance inflation: after each update every member gets N(0, alpha I)
     in z units (one prior standard deviation per unit; Chada & Tong 2022, Math. Comp. 91,
     1247–1280, sec. 3), which keeps the ensemble from collapsing, so the ensemble Jacobian
@@ -188,9 +189,13 @@ class EnsembleKalmanInversion:
         d = eta - r  # (M, N)
         # (C_rr + I/h)^(-1) d_j with C_rr = ra^T ra / (m-1), by Woodbury with s = sqrt(h) ra:
         # h [d_j - s^T ((m-1) I + s s^T)^(-1) s d_j]
-        sa = jnp.sqrt(h) * ra
-        small = (m - 1) * jnp.eye(m, dtype=r.dtype) + sa @ sa.T
-        proj = h * (d - (sa.T @ jnp.linalg.solve(small, sa @ d.T)).T)
+        if m <= r.shape[1]:  # ensemble smaller than the data: an M x M solve
+            sa = jnp.sqrt(h) * ra
+            small = (m - 1) * jnp.eye(m, dtype=r.dtype) + sa @ sa.T
+            proj = h * (d - (sa.T @ jnp.linalg.solve(small, sa @ d.T)).T)
+        else:  # few data: the N x N system directly
+            c_rr = ra.T @ ra / (m - 1) + jnp.eye(r.shape[1], dtype=r.dtype) / h
+            proj = jnp.linalg.solve(c_rr, d.T).T
         gain_applied = (proj @ ra.T) @ za / (m - 1)  # (M, p): C_zr applied to each member
         new = ens + gain_applied
         if self.inflation > 0:  # additive covariance inflation (Chada & Tong 2022)

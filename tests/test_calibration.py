@@ -262,3 +262,103 @@ def test_bad_observation_files_exit_2_with_one_line(tmp_path, january, case):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert "obs.nc" in lines[0] and expect in lines[0], lines[0]
+
+
+# ------------------------------------------------------- methods on a linear-Gaussian problem
+class LinearProblem:
+    """r(z) = [A z - b; z - m] (data and prior residuals, whitened): the posterior is Gaussian
+    with covariance (A^T A + I)^(-1) and mean that covariance times (A^T b + m)."""
+
+    def __init__(self, seed=0, n=40, p=3):
+        rng = np.random.default_rng(seed)
+        self.a = jnp.asarray(rng.standard_normal((n, p)))
+        self.b = jnp.asarray(rng.standard_normal(n))
+        self.m = jnp.asarray(rng.standard_normal(p))
+        h = np.asarray(self.a.T @ self.a) + np.eye(p)
+        self.cov = np.linalg.inv(h)
+        self.mean = self.cov @ np.asarray(self.a.T @ self.b + self.m)
+
+    def residuals(self, z):
+        return jnp.concatenate([self.a @ z - self.b, z - self.m])
+
+    def loss(self, z):
+        r = self.residuals(z)
+        return 0.5 * jnp.sum(r * r)
+
+
+def test_gauss_newton_and_laplace_are_exact_for_a_linear_problem(x64):
+    from calibration.optimizers import GaussNewton, laplace_posterior
+
+    lin = LinearProblem()
+    gn = GaussNewton(lin, initial_damping=0.0)
+    state = gn.step(gn.init(jnp.zeros(3)))
+    np.testing.assert_allclose(np.asarray(state["z"]), lin.mean, rtol=1e-12)
+    post = laplace_posterior(lin, state["z"])
+    np.testing.assert_allclose(post["covariance"], lin.cov, rtol=1e-12)
+
+
+def test_eki_one_step_from_the_prior_is_the_kalman_posterior_mean(x64):
+    """Linear G, initial ensemble drawn from the prior N(m, I), perturbed observations:
+    one EKI step (h = 1) maps the ensemble to samples of the posterior (Iglesias et al. 2013),
+    so the mean and covariance match the exact ones to Monte-Carlo accuracy."""
+    from calibration.optimizers import EnsembleKalmanInversion
+
+    lin = LinearProblem()
+
+    class DataOnly:  # EKI with the prior as the initial ensemble instead of extra residuals
+        residuals = staticmethod(lambda z: lin.a @ z - lin.b)
+
+    members = 20000
+    eki = EnsembleKalmanInversion(DataOnly(), members=members, spread=1.0)
+    state = eki.step(eki.init(lin.m, jax.random.PRNGKey(0)))
+    ens = np.asarray(state["ensemble"])
+    se = np.sqrt(np.diag(lin.cov) / members)
+    assert np.all(np.abs(ens.mean(axis=0) - lin.mean) < 5 * se + 1e-3 * np.abs(lin.mean))
+    np.testing.assert_allclose(np.cov(ens.T), lin.cov, rtol=0.1, atol=0.02 * np.abs(lin.cov).max())
+
+
+def test_lbfgs_and_adam_minimise_a_linear_problem(x64):
+    from calibration.optimizers import OptaxMinimizer
+
+    lin = LinearProblem()
+    for method, iterations, tol in (("lbfgs", 30, 1e-8), ("adam", 600, 1e-3)):
+        opt = OptaxMinimizer(lin, method=method, learning_rate=0.05)
+        state = opt.init(jnp.zeros(3))
+        for _ in range(iterations):
+            state = opt.step(state)
+        np.testing.assert_allclose(np.asarray(state["z"]), lin.mean, atol=tol)
+
+
+def test_adam_skips_non_finite_steps(x64):
+    from calibration.optimizers import OptaxMinimizer
+
+    lin = LinearProblem()
+
+    class Poisoned:
+        residuals = staticmethod(lin.residuals)
+
+        @staticmethod
+        def loss(z):  # non-finite gradient where z[0] > 0.5
+            return jnp.where(z[0] > 0.5, jnp.nan, lin.loss(z))
+
+    opt = OptaxMinimizer(Poisoned(), method="adam", learning_rate=0.05)
+    state = opt.init(jnp.asarray([0.6, 0.0, 0.0]))
+    after = opt.step(state)
+    np.testing.assert_array_equal(np.asarray(after["z"]), np.asarray(state["z"]))
+
+
+@pytest.mark.parametrize("override, words", [
+    ("calibration.parameters=[held_suarez.nope]", "not a parameter of this model"),
+    ("calibration.search_range.held_suarez.k_a=[0.03,0.05]", "contain the start value"),
+    ("calibration.prior_width.held_suarez.k_a=-1", "must be positive"),
+    ("calibration.method=newton", "choose one of"),
+    ("observations.errors.ta=0", "observations.errors.ta"),
+])
+def test_bad_calibration_config_exits_2_with_one_line(tmp_path, capsys, x64, override, words):
+    from calibration.cli import calibrate_main
+
+    code = calibrate_main(["run.progress=false", override, f"hydra.run.dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], err
