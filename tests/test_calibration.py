@@ -146,6 +146,7 @@ def test_twin_lbfgs_recovers_parameters(tmp_path, x64):
     assert max(errors.values()) < 0.02, (errors, summary["stop_reason"])
 
 
+@pytest.mark.slow  # ~90 s; the default suite checks EKI on a linear-Gaussian problem
 def test_twin_eki_gets_within_five_percent(tmp_path, x64):
     """Ensemble Kalman inversion on the noise-free twin: no observation perturbations, step
     size h = 10 and a small additive inflation (1e-4 prior variances per iteration) so that
