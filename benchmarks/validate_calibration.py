@@ -97,16 +97,13 @@ def part_laplace(out: dict, experiments: int):
     built = build_problem(cfg)
     prob, free = built.problem, built.problem.free
     names = prob.names
-    scales = prob._scales(jnp.float64)
 
     def residuals(z, ys):
-        pred = prob.predictions(z)
-        return jnp.concatenate([jnp.where(scales[k][1] > 0, scales[k][1] * (pred[k] - ys[k]),
-                                          0.0).reshape(-1) for k in names])
+        return prob.data_residuals_from_predictions(prob.predictions(z), z.dtype, observed=ys)
 
     @jax.jit
     def gn_step(z, ys):
-        jac, r = jax.jacfwd(lambda x: (residuals(x, ys), residuals(x, ys)), has_aux=True)(z)
+        jac, r = jax.jacfwd(lambda x: (lambda v: (v, v))(residuals(x, ys)), has_aux=True)(z)
         dz = -jnp.linalg.solve(jac.T @ jac, jac.T @ r)
         return z + dz, 0.5 * jnp.sum(r * r), jnp.sqrt(jnp.sum(dz * dz))
 

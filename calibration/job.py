@@ -80,17 +80,6 @@ def _first_difference(a, b, prefix="") -> str | None:
     return None if a == b else f"{prefix[:-1]}: {a!r} -> {b!r}"
 
 
-def _truth_overrides(cfg: Mapping) -> dict[str, float]:
-    truth = _get(cfg, "twin.truth", {}) or {}
-    out = {}
-    for scheme, values in truth.items():
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"twin.truth.{scheme}={values!r}; give twin.truth.<scheme>.<name>=VALUE")
-        for k, v in values.items():
-            out[f"{scheme}.{k}"] = float(v)
-    return out
-
-
 def _flat_values(cfg: Mapping, key: str) -> dict[str, float]:
     node = _get(cfg, key, {}) or {}
     out = {}
@@ -270,6 +259,9 @@ def build_problem(cfg: Mapping) -> Built:
 
     # ---------------- forward map
     stepper = setup.stepper
+    truth = _flat_values(cfg, "twin.truth") if source == "twin" else None
+    truth_params = (_with_params(setup.parameter_declarations, setup.params, truth)
+                    if source == "twin" else None)
     if kind == "windows":
         w = obs.get("windows") or {}
         n_steps = whole_steps(3600.0 * _positive(cfg, "observations.windows.hours"), dt,
@@ -285,8 +277,6 @@ def build_problem(cfg: Mapping) -> Built:
         if source != "twin":
             raise ConfigError("observations.kind=windows needs observations.source=twin (window "
                               "observations from files are not supported yet)")
-        truth = _truth_overrides(cfg)
-        truth_params = _with_params(setup.parameter_declarations, setup.params, truth)
         # truth trajectory: window starts every `spacing` steps from the initial state
         step = jax.jit(lambda c, p: rollout.advance(stepper.step, c, p, spacing))
         carry = stepper.init(setup.initial_state, truth_params)
@@ -312,14 +302,12 @@ def build_problem(cfg: Mapping) -> Built:
                                     max(n_samples, 1),
                                     variances=tuple(s.get("variances") or ()),
                                     checkpoint=checkpoint, levels=levels)
-        truth = _truth_overrides(cfg) if source == "twin" else None
         meta.update(spinup_days=spin * dt / 86400.0, average_days=n_samples * sample * dt / 86400.0)
     else:
         raise ConfigError(f"observations.kind={kind!r}; choose windows or statistics")
 
     # ---------------- data
     if source == "twin":
-        truth_params = _with_params(setup.parameter_declarations, setup.params, truth)
         observed = {k: np.asarray(v, np.float64) for k, v in jax.jit(forward)(truth_params).items()}
     else:
         observed = dict(observed_file)
@@ -497,9 +485,8 @@ class CalibrationJob:
             state = compiled(state)
             iteration += 1
             z_new = state["z"]
-            if self.method_name == "gauss_newton":
-                new_loss = float(state["trial_loss"]) if bool(state["accepted"]) else last_loss
-            else:
+            new_loss = method.loss_after(state, last_loss)
+            if new_loss is None:
                 new_loss = float(loss_fn(z_new))
             wall = wall_before + time.perf_counter() - t_iter
             rows.append({"iteration": iteration, "loss": _fmt(new_loss),
@@ -518,8 +505,7 @@ class CalibrationJob:
             bar.close()
         if stop_reason is None:
             stop_reason = "max_iterations"
-        if not rows or int(rows[-1]["iteration"]) != iteration:
-            _write_history(hist_path, rows, names)
+        _write_history(hist_path, rows, names)
         z_final = state["z"]
         return self._finish(built, state, z_final, rows, iteration, stop_reason, initial_loss,
                             compile_seconds, time.perf_counter() - t_start, memory_info)
@@ -552,9 +538,9 @@ class CalibrationJob:
 
         problem, free = built.problem, built.problem.free
         pred = {k: np.asarray(v, np.float64) for k, v in jax.jit(problem.predictions)(z).items()}
-        r_data = np.asarray(problem.data_residuals_from_predictions(
-            {k: jnp.asarray(v, z.dtype) for k, v in pred.items()}, z.dtype), np.float64)
-        parts = problem.loss_parts(jnp.asarray(z))
+        pred_z = {k: jnp.asarray(v, z.dtype) for k, v in pred.items()}
+        r_data = np.asarray(problem.data_residuals_from_predictions(pred_z, z.dtype), np.float64)
+        parts = problem.loss_parts(jnp.asarray(z), pred_z)
         final_loss = parts["data"] + parts["prior"]
         n = problem.n_data
         p = free.size

@@ -39,6 +39,11 @@ def _norm(x):
     return jnp.sqrt(jnp.sum(jnp.square(x)))
 
 
+def _with_value(r):
+    """(r, r): with ``has_aux`` the Jacobian's primal comes from the same evaluation."""
+    return r, r
+
+
 @dataclasses.dataclass(eq=False)
 class GaussNewton:
     """Levenberg–Marquardt: solve (J^T J + lam diag(J^T J)) dz = -J^T r; accept if the loss
@@ -60,7 +65,7 @@ class GaussNewton:
     def _step(self, state):
         z, lam = state["z"], state["damping"]
         res = self.problem.residuals
-        jac, r = jax.jacfwd(lambda x: (res(x), res(x)), has_aux=True)(z)
+        jac, r = jax.jacfwd(lambda x: _with_value(res(x)), has_aux=True)(z)
         loss = 0.5 * jnp.sum(r * r)
         g = jac.T @ r
         a = jac.T @ jac
@@ -73,6 +78,10 @@ class GaussNewton:
                 "damping": jnp.where(accept, jnp.maximum(lam / 10.0, 1e-12), lam * 10.0),
                 "loss": loss, "grad_norm": _norm(g), "accepted": accept,
                 "step_norm": _norm(dz), "trial_loss": trial}
+
+    def loss_after(self, state, previous_loss: float) -> float | None:
+        """The loss at ``state["z"]`` if the step already evaluated it (else None)."""
+        return float(state["trial_loss"]) if bool(state["accepted"]) else previous_loss
 
 
 def _label_tree(tree):
@@ -134,6 +143,12 @@ class OptaxMinimizer:
         tree = optax.apply_updates(tree, updates)
         return {"z": tree["physical"], "opt_state": opt_state, "loss": value,
                 "grad_norm": optax.tree.norm(grad)}
+
+    def loss_after(self, state, previous_loss: float) -> float | None:
+        """L-BFGS's line search has evaluated the loss at the new iterate; Adam has not."""
+        if self.method == "lbfgs":
+            return float(optax.tree_utils.tree_get(state["opt_state"], "value"))
+        return None
 
 
 @dataclasses.dataclass(eq=False)
@@ -205,6 +220,9 @@ class EnsembleKalmanInversion:
         return {"z": jnp.mean(new, axis=0), "ensemble": new, "key": key,
                 "loss": 0.5 * jnp.sum(r_mean**2), "grad_norm": jnp.asarray(jnp.nan, r.dtype),
                 "member_loss_mean": 0.5 * jnp.mean(jnp.sum(r**2, axis=1))}
+
+    def loss_after(self, state, previous_loss: float) -> float | None:
+        return None  # the new mean is evaluated with the members of the next step
 
 
 def make_method(name: str, problem, options: dict):

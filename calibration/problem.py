@@ -23,6 +23,7 @@ Laplace approximation) works on the same objects:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -201,15 +202,15 @@ class CalibrationProblem:
     def names(self) -> list[str]:
         return sorted(self.observed)
 
-    def _scales(self, dtype):
-        """sqrt(w) / error per datum (0 where missing), and y with NaN -> 0."""
+    @functools.cached_property
+    def _whitening(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per variable: y with NaN -> 0, and sqrt(w) / error per datum (0 where missing)."""
         out = {}
         for k in self.names:
             y = np.asarray(self.observed[k], dtype=np.float64)
             valid = np.isfinite(y)
             w = np.broadcast_to(np.asarray(self.weights[k], dtype=np.float64), y.shape)
-            scale = np.where(valid, np.sqrt(w) / float(self.errors[k]), 0.0)
-            out[k] = (jnp.asarray(np.where(valid, y, 0.0), dtype), jnp.asarray(scale, dtype))
+            out[k] = (np.where(valid, y, 0.0), np.where(valid, np.sqrt(w) / float(self.errors[k]), 0.0))
         return out
 
     @property
@@ -224,13 +225,16 @@ class CalibrationProblem:
     def predictions(self, z):
         return self.forward(self.free.to_params(z))
 
-    def data_residuals_from_predictions(self, pred, dtype=None):
+    def data_residuals_from_predictions(self, pred, dtype=None, observed=None):
+        """Whitened data residuals of predictions ``pred``; ``observed`` replaces the data
+        values (same shapes and missing-data mask; e.g. noisy copies, as a jit argument)."""
         dtype = dtype or jnp.result_type(*jax.tree.leaves(pred))
         pieces = []
-        for k, (y, scale) in self._scales(dtype).items():
-            g = pred[k]
-            ok = jnp.isfinite(g) & (scale > 0)
-            g = jnp.where(ok, g, 0.0)
+        for k, (y, scale) in self._whitening.items():
+            y = jnp.asarray(y if observed is None else observed[k], dtype)
+            scale = jnp.asarray(scale, dtype)
+            ok = jnp.isfinite(pred[k]) & (scale > 0)
+            g = jnp.where(ok, pred[k], 0.0)  # the inner where keeps NaN out of the gradient
             pieces.append(jnp.where(ok, scale * (g - y), 0.0).reshape(-1))
         return jnp.concatenate(pieces)
 
@@ -252,8 +256,9 @@ class CalibrationProblem:
         r = self.residuals(z)
         return 0.5 * jnp.sum(r * r)
 
-    def loss_parts(self, z) -> dict[str, float]:
-        r_data = self.data_residuals_from_predictions(self.predictions(z), z.dtype)
+    def loss_parts(self, z, pred) -> dict[str, float]:
+        """Data and prior halves of the loss at z, given the predictions ``pred`` at z."""
+        r_data = self.data_residuals_from_predictions(pred, z.dtype)
         r_prior = self.prior_residuals(z)
         return {"data": 0.5 * float(jnp.sum(r_data**2)),
                 "prior": 0.5 * float(jnp.sum(r_prior**2))}
