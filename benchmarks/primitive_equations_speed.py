@@ -61,10 +61,10 @@ def best_time(compiled, *args, repeats: int = 3) -> float:
     return best
 
 
-def setup(resolution, levels, dt_minutes, stepper, precision="float32"):
+def setup(resolution, levels, dt_minutes, stepper, precision="float32", extra=()):
     plain, _ = resolved(compose([
         "experiment=held_suarez", f"resolution={resolution}", f"levels={levels}",
-        f"run.dt_minutes={dt_minutes}", f"run.stepper={stepper}", f"precision={precision}"]))
+        f"run.dt_minutes={dt_minutes}", f"run.stepper={stepper}", f"precision={precision}", *extra]))
     jax.config.update("jax_enable_x64", precision == "float64")
     return build_model(plain)
 

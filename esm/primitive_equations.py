@@ -122,25 +122,31 @@ class PrimitiveEquations(eqx.Module):
         """Grid fields shared by the tendencies and the output (all shapes (K, nlat, nlon)
         unless noted): u, v, vorticity, divergence, temperature_variation, temperature,
         dlnps_dx / dlnps_dy (1/m, (nlat, nlon)), lnps_advection (v . grad ln ps),
-        sigma_dot ((K-1, ...), interior interfaces), omega_over_p (1/s), tracers."""
+        sigma_dot ((K-1, ...), interior interfaces), omega_over_p (1/s), tracers,
+        log_surface_pressure (ln(ps / 1000 hPa), (nlat, nlon))."""
         g, vc = self.grid, self.vertical
         k = vc.layers
         psi = g.inverse_laplacian(state.vorticity)
         chi = g.inverse_laplacian(state.divergence)
         lnps = state.log_surface_pressure[None]
         names = list(state.tracers)
-        # one batched inverse transform with P and one with H (the latitude derivative)
-        nodal = g.to_nodal(jnp.concatenate(
-            [g.d_dlon(psi), g.d_dlon(chi), g.d_dlon(lnps), state.vorticity, state.divergence,
-             state.temperature_variation] + [state.tracers[n] for n in names]))
-        dlat = g.cos_lat_d_dlat(jnp.concatenate([psi, chi, lnps]))
+        # a U = a u cos(lat) = dchi/dlon - (1 - mu^2) dpsi/dmu and
+        # a V = a v cos(lat) = dpsi/dlon + (1 - mu^2) dchi/dmu are P-series up to degree
+        # T + 1, as is cos(lat) d(ln ps)/dlat: every grid field comes from one batched
+        # inverse P transform on the extended basis (Temperton 1991)
+        ext = g.extend
+        nodal = g.to_nodal_extended(jnp.concatenate(
+            [ext(g.d_dlon(chi)) - g.cos_lat_d_dlat_extended(psi),
+             ext(g.d_dlon(psi)) + g.cos_lat_d_dlat_extended(chi),
+             ext(g.d_dlon(lnps)), g.cos_lat_d_dlat_extended(lnps),
+             ext(state.vorticity), ext(state.divergence), ext(state.temperature_variation)]
+            + [ext(state.tracers[n]) for n in names] + [ext(lnps)]))
         sec = jnp.asarray(1.0 / (g.radius * g.cos_lat), nodal.dtype)[:, None]
-        dlon_psi, dlon_chi, dlon_lnps = nodal[:k], nodal[k:2 * k], nodal[2 * k]
-        zeta, delta, tvar = nodal[2 * k + 1:3 * k + 1], nodal[3 * k + 1:4 * k + 1], nodal[4 * k + 1:5 * k + 1]
-        tracers = {n: nodal[(5 + i) * k + 1:(6 + i) * k + 1] for i, n in enumerate(names)}
-        u = (dlon_chi - dlat[:k]) * sec
-        v = (dlon_psi + dlat[k:2 * k]) * sec
-        dx, dy = dlon_lnps * sec, dlat[2 * k] * sec
+        u, v = nodal[:k] * sec, nodal[k:2 * k] * sec
+        dx, dy = nodal[2 * k] * sec, nodal[2 * k + 1] * sec
+        zeta, delta = nodal[2 * k + 2:3 * k + 2], nodal[3 * k + 2:4 * k + 2]
+        tvar = nodal[4 * k + 2:5 * k + 2]
+        tracers = {n: nodal[(5 + i) * k + 2:(6 + i) * k + 2] for i, n in enumerate(names)}
         advection = u * dx + v * dy
         total = delta + advection
         return {
@@ -151,40 +157,36 @@ class PrimitiveEquations(eqx.Module):
             "sigma_dot": _levels(vc.sigma_dot_matrix, total),
             "omega_over_p": advection - _levels(vc.omega_matrix, total),
             "tracers": tracers,
+            "log_surface_pressure": nodal[-1],
         }
 
-    def _physics(self, params, d, log_surface_pressure):
+    def _physics(self, params, d):
         """Sum of the parametrizations' grid tendencies (u, v, T, tracers)."""
         if not self.parametrizations:
             return None
         from parametrizations.base import ColumnState
 
         g = self.grid
-        ps = REFERENCE_SURFACE_PRESSURE * jnp.exp(g.to_nodal(log_surface_pressure))
+        ps = REFERENCE_SURFACE_PRESSURE * jnp.exp(d["log_surface_pressure"])
         lat, lon = g.lat_lon_mesh
         sigma = jnp.asarray(self.vertical.centers, d["u"].dtype)
         dtype = d["u"].dtype
 
-        def to_columns(x):  # (K, nlat, nlon) -> (nlat * nlon, K)
-            return x.reshape(x.shape[0], -1).T
+        def flat(x):  # (K, nlat, nlon) -> (K, nlat * nlon): the columns are the last axis
+            return x.reshape(x.shape[0], -1)
 
         columns = ColumnState(
-            u=to_columns(d["u"]), v=to_columns(d["v"]), temperature=to_columns(d["temperature"]),
-            tracers={k: to_columns(q) for k, q in d["tracers"].items()},
-            surface_pressure=ps.reshape(-1),
-            sigma=jnp.broadcast_to(sigma, (ps.size, sigma.size)),
+            u=flat(d["u"]), v=flat(d["v"]), temperature=flat(d["temperature"]),
+            tracers={k: flat(q) for k, q in d["tracers"].items()},
+            surface_pressure=ps.reshape(-1), sigma=sigma,
             latitude=jnp.asarray(lat.reshape(-1), dtype),
             longitude=jnp.asarray(lon.reshape(-1), dtype))
         total = None
         for scheme in self.parametrizations:
-            tend = jax.vmap(lambda c: scheme.column_tendencies(params, c, None))(columns)
+            tend = scheme.grid_tendencies(params, columns, None)
             total = tend if total is None else jax.tree.map(jnp.add, total, tend)
         shape = d["u"].shape
-
-        def to_grid(x):
-            return x.T.reshape(shape)
-
-        return jax.tree.map(to_grid, total)
+        return jax.tree.map(lambda x: x.reshape(shape), total)
 
     # ------------------------------------------------------------------------ tendencies
     def explicit_terms(self, state: PrimitiveEquationsState, params) -> PrimitiveEquationsState:
@@ -206,7 +208,7 @@ class PrimitiveEquations(eqx.Module):
                    + KAPPA * tvar * d["omega_over_p"] + KAPPA * t_ref * omega_nl)
         tracer_sources = {name: q * delta - vertical_advection(sd, q, ds)
                           for name, q in d["tracers"].items()}
-        physics = self._physics(params, d, state.log_surface_pressure)
+        physics = self._physics(params, d)
         if physics is not None:
             force_u = force_u + physics.u
             force_v = force_v + physics.v
@@ -215,13 +217,20 @@ class PrimitiveEquations(eqx.Module):
                               for name, src in tracer_sources.items()}
         names = list(d["tracers"])
         tracers_grid = [d["tracers"][n] for n in names]
-        curl, div = g.curl_and_divergence_batched(
-            jnp.concatenate([force_u, u * tvar] + [u * q for q in tracers_grid]),
-            jnp.concatenate([force_v, v * tvar] + [v * q for q in tracers_grid]), n_curl=k)
-        kinetic = 0.5 * (u * u + v * v)
-        column_nl = jnp.einsum("k,k...->...", jnp.asarray(ds, nl.dtype), nl)[None]
-        modal = g.to_modal(jnp.concatenate([kinetic, heating, column_nl]
-                                           + [tracer_sources[n] for n in names]))
+        # one batched forward P transform (degrees up to T + 1) of: the fluxes divided by
+        # cos(lat) (their quadratures with plain weights are the metric-weighted ones of
+        # u cos(lat), v cos(lat)), the kinetic energy, the heating and the column term
+        secant = jnp.asarray(1.0 / g.cos_lat, u.dtype)[:, None]
+        n_flux = (2 + len(names)) * k
+        quad = g.to_modal_extended(
+            [force_u * secant, u * tvar * secant] + [u * q * secant for q in tracers_grid]
+            + [force_v * secant, v * tvar * secant] + [v * q * secant for q in tracers_grid]
+            + [0.5 * (u * u + v * v), heating,
+               jnp.einsum("k,k...->...", jnp.asarray(ds, nl.dtype), nl)[None]]
+            + [tracer_sources[n] for n in names])
+        qu, qv = quad[:n_flux], quad[n_flux:2 * n_flux]
+        modal = g.truncate(quad[2 * n_flux:])
+        curl, div = g.curl_and_divergence_from_quadratures(qu, qv, n_curl=k)
         tracers = {n: modal[(2 + i) * k + 1:(3 + i) * k + 1] - div[(2 + i) * k:(3 + i) * k]
                    for i, n in enumerate(names)}
         return PrimitiveEquationsState(

@@ -16,11 +16,14 @@ with ``int_{-1}^{1} P_nm(mu)^2 dmu = 1``. The global mean of ``f`` is ``a_00 / s
 
 The associated Legendre functions are computed in float64 with the standard three-term
 recurrence for fully normalised functions (e.g. Durran 2010, "Numerical Methods for Fluid
-Dynamics", section 6.3, eqs. 6.37–6.41), and the latitudinal derivative with
+Dynamics", section 6.3, eqs. 6.37–6.41). Latitude derivatives use
 ``(1 - mu^2) dP_n^m/dmu = -n eps_{n+1}^m P_{n+1}^m + (n+1) eps_n^m P_{n-1}^m``,
-``eps_n^m = sqrt((n^2 - m^2)/(4 n^2 - 1))`` (Durran 2010, eq. 6.42). Transforms of vector
-fields follow the integration-by-parts form of Temperton (1991, MWR 119, 1303–1327) so that
-they are exact for band-limited inputs.
+``eps_n^m = sqrt((n^2 - m^2)/(4 n^2 - 1))`` (Durran 2010, eq. 6.42), applied to the
+coefficients: ``cos(lat) d/dlat``, ``u cos(lat)`` and ``v cos(lat)`` are P-series up to degree
+``T + 1`` (the "extended" basis, ``L'`` slots), and quadratures against ``(1 - mu^2) dP/dmu``
+are combinations of two P-quadratures. Transforms of vector fields follow the
+integration-by-parts form of Temperton (1991, MWR 119, 1303–1327) so that they are exact for
+band-limited inputs; every Legendre transform is a P transform.
 """
 
 from __future__ import annotations
@@ -102,24 +105,6 @@ def _epsilon(n: np.ndarray, m: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         e = np.sqrt(np.where(n >= m, (n * n - m * m) / (4.0 * n * n - 1.0), 0.0))
     return np.where(n >= m, e, 0.0)
-
-
-def legendre_derivative(p: np.ndarray) -> np.ndarray:
-    """``H[m, n, j] = (1 - mu^2) dP_n^m/dmu`` from ``P`` given up to degree ``n_max + 1``.
-
-    Returns H for degrees ``0..n_max`` (one fewer than ``p`` holds).
-    """
-    m_max1, n_max2, _ = p.shape
-    n_max = n_max2 - 2
-    m = np.arange(m_max1)[:, None]
-    n = np.arange(n_max + 1)[None, :]
-    e_np1 = _epsilon(n + 1, m)
-    e_n = _epsilon(n, m)
-    h = -n[..., None] * e_np1[..., None] * p[:, 1 : n_max + 2]
-    lower = np.concatenate([np.zeros_like(p[:, :1]), p[:, : n_max]], axis=1)
-    h = h + ((n + 1) * e_n)[..., None] * lower
-    valid = (n >= m)[..., None]
-    return np.where(valid, h, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,35 +237,131 @@ class SphericalHarmonicGrid:
         # grid is first used inside a jitted function
         return np.asarray(x, dtype=self.dtype)
 
-    @functools.cached_property
-    def _legendre_np(self):
-        """Even/odd split P and H on the northern nodes, layout (M, nlat/2, L/2), float64."""
-        t, nh = self.truncation, self.nlat // 2
-        mu_north = self.sin_lat[nh:]
-        p = normalized_legendre(t + 1, t, mu_north)  # (M, T + 2, nh): H needs degree T + 1
-        h = legendre_derivative(p)  # (M, T + 1, nh)
+    def _p_matrices(self, max_degree: int, n_l: int):
+        """P_n^m on the northern nodes for n <= max_degree, split by the parity of l,
+        layout (M, nlat/2, n_l/2) each, cast to the grid's dtype."""
+        nh = self.nlat // 2
+        p = normalized_legendre(max_degree, self.truncation, self.sin_lat[nh:])
+        n = np.arange(self.n_m)[:, None] + np.arange(n_l)[None, :]
         m_idx = np.arange(self.n_m)[:, None]
-        n_idx = np.minimum(self.total_wavenumber, t)
-        valid = (self.total_wavenumber <= t)[..., None]
-        p_ml = np.where(valid, p[m_idx, n_idx], 0.0)  # (M, L, nh)
-        h_ml = np.where(valid, h[m_idx, n_idx], 0.0)
-        p_ml = np.transpose(p_ml, (0, 2, 1))  # (M, nh, L)
-        h_ml = np.transpose(h_ml, (0, 2, 1))
-        return {
-            "p_even": p_ml[..., 0::2], "p_odd": p_ml[..., 1::2],
-            "h_even": h_ml[..., 0::2], "h_odd": h_ml[..., 1::2],
-        }
+        valid = (n <= max_degree)[..., None]
+        p_ml = np.where(valid, p[m_idx, np.minimum(n, max_degree)], 0.0)  # (M, n_l, nh)
+        p_ml = np.transpose(p_ml, (0, 2, 1))  # (M, nh, n_l)
+        return {"even": self._cast(p_ml[..., 0::2]), "odd": self._cast(p_ml[..., 1::2])}
 
     @functools.cached_property
     def _legendre(self):
-        return {k: self._cast(v) for k, v in self._legendre_np.items()}
+        """P for the truncation (degrees <= T), (M, nlat/2, L/2) per parity of l."""
+        return self._p_matrices(self.truncation, self.n_l)
+
+    # ------------------------------------------------- extended (degree T + 1) P basis
+    # Vector and derivative transforms need one degree more than the truncation:
+    # (1 - mu^2) dP_n/dmu = -n eps_{n+1} P_{n+1} + (n + 1) eps_n P_{n-1} (Durran 2010, eq.
+    # 6.42), so cos(lat) d/dlat of a field, u cos(lat) and v cos(lat) are finite P-series
+    # up to degree T + 1, and a quadrature against (1 - mu^2) dP_n/dmu is two neighbouring
+    # P-quadratures. Every transform is therefore a P transform (the U = u cos(lat),
+    # V = v cos(lat) form of Hoskins & Simmons 1975 and Temperton 1991, section 2); the
+    # wind and the curl/divergence of fluxes need half the Legendre and Fourier work of
+    # separate P and dP/dmu transforms.
+    @property
+    def n_l_extended(self) -> int:
+        """Slots l = n - m for degrees up to T + 1 (even)."""
+        return self.n_l if self.n_l >= self.truncation + 2 else self.n_l + 2
+
+    @functools.cached_property
+    def _legendre_extended(self):
+        """P for degrees <= T + 1, (M, nlat/2, L'/2) per parity of l."""
+        return self._p_matrices(self.truncation + 1, self.n_l_extended)
+
+    @functools.cached_property
+    def _derivative_recurrence(self):
+        """Coefficients on the extended (M, L') slots of the two recurrences:
+
+        synthesis  sum_n c_n (1 - mu^2) dP_n/dmu = sum_k P_k (a_k c_{k-1} + b_k c_{k+1}),
+                   a_k = -(k - 1) eps_k, b_k = (k + 2) eps_{k+1};
+        analysis   sum_j w_j f_j (1 - mu_j^2) dP_n/dmu = up_n q_{n+1} + down_n q_{n-1},
+                   up_n = -n eps_{n+1}, down_n = (n + 1) eps_n, q the P-quadratures.
+        """
+        le = self.n_l_extended
+        m = np.arange(self.n_m)[:, None].astype(np.float64)
+        k = m + np.arange(le)[None, :]
+        t = self.truncation
+        coefficients = {
+            "a": np.where(k <= t + 1, -(k - 1.0) * _epsilon(k, m), 0.0),
+            "b": np.where(k <= t - 1, (k + 2.0) * _epsilon(k + 1, m), 0.0),
+            "up": np.where(k <= t, -k * _epsilon(k + 1, m), 0.0),
+            "down": np.where(k <= t, (k + 1.0) * _epsilon(k, m), 0.0),
+        }
+        return {name: self._cast(v) for name, v in coefficients.items()}
+
+    @staticmethod
+    def _shift_down(c):
+        """out[..., l] = c[..., l - 1] (zero at l = 0)."""
+        return jnp.pad(c[..., :-1], [(0, 0)] * (c.ndim - 1) + [(1, 0)])
+
+    @staticmethod
+    def _shift_up(c):
+        """out[..., l] = c[..., l + 1] (zero at the last slot)."""
+        return jnp.pad(c[..., 1:], [(0, 0)] * (c.ndim - 1) + [(0, 1)])
+
+    def extend(self, c):
+        """(..., 2, M, L) coefficients padded with zeros to the extended (..., 2, M, L')."""
+        pad = self.n_l_extended - c.shape[-1]
+        return c if pad == 0 else jnp.pad(c, [(0, 0)] * (c.ndim - 1) + [(0, pad)])
+
+    def truncate(self, c):
+        """Extended (..., 2, M, L') coefficients back to (..., 2, M, L), degrees > T zeroed."""
+        return c[..., : self.n_l] * self._cast(self.mask)
+
+    def cos_lat_d_dlat_extended(self, c):
+        """(1 - mu^2) d/dmu = cos(lat) d/dlat of (..., 2, M, L) coefficients, returned as
+        exact extended P coefficients (..., 2, M, L') up to degree T + 1."""
+        r = self._derivative_recurrence
+        c = self.extend(c)
+        return r["a"] * self._shift_down(c) + r["b"] * self._shift_up(c)
+
+    def to_nodal_extended(self, c):
+        """Extended coefficients (..., 2, M, L') -> grid fields (..., nlat, nlon)."""
+        return self._fourier_inverse(self._legendre_inverse(c, self._legendre_extended))
+
+    def to_modal_extended(self, x):
+        """Gaussian P-quadratures of grid fields up to degree T + 1, (..., 2, M, L'),
+        not truncated: the input of :meth:`h_quadrature` and of :meth:`truncate`.
+
+        ``x`` may be a list of (N_i, nlat, nlon) arrays: each is Fourier transformed on its
+        own and the (smaller) Fourier coefficients are concatenated, which saves a copy of
+        the grid fields into one batch.
+        """
+        if isinstance(x, (list, tuple)):
+            f = jnp.concatenate([self._fourier_forward(xi) for xi in x])
+        else:
+            f = self._fourier_forward(x)
+        return self._legendre_forward(f, self._legendre_extended)
+
+    def h_quadrature(self, q):
+        """H-quadratures (..., 2, M, L) from extended P-quadratures q (..., 2, M, L'):
+        sum_j w_j f_j H_n(mu_j) = -n eps_{n+1} q_{n+1} + (n + 1) eps_n q_{n-1}."""
+        r = self._derivative_recurrence
+        h = r["up"] * self._shift_up(q) + r["down"] * self._shift_down(q)
+        return self.truncate(h)
+
+    def curl_and_divergence_from_quadratures(self, qu, qv, n_curl: int | None = None):
+        """Spectral (curl, divergence) of (u, v) from extended P-quadratures of
+        u / cos(lat) and v / cos(lat) (plain Gaussian weights: the metric-weighted
+        quadratures of u cos(lat), v cos(lat) of Temperton 1991, eqs. 2.9-2.10).
+
+        ``qu``, ``qv``: (N, ..., 2, M, L'); the curl is formed for the first ``n_curl``
+        vector fields only (all by default), the divergence for all.
+        """
+        cu, cv = (qu, qv) if n_curl is None else (qu[:n_curl], qv[:n_curl])
+        curl = (self.d_dlon(self.truncate(cv)) + self.h_quadrature(cu)) / self.radius
+        div = (self.d_dlon(self.truncate(qu)) - self.h_quadrature(qv)) / self.radius
+        return curl, div
 
     @functools.cached_property
     def _weights(self):
-        nh = self.nlat // 2
-        w = self.quadrature_weights[nh:]
-        mu = self.sin_lat[nh:]
-        return {"plain": self._cast(w), "metric": self._cast(w / (1.0 - mu * mu))}
+        """Gaussian weights of the northern nodes (the southern ones are their mirror)."""
+        return self._cast(self.quadrature_weights[self.nlat // 2:])
 
     @functools.cached_property
     def _dft(self):
@@ -298,12 +379,10 @@ class SphericalHarmonicGrid:
     def _fourier_forward(self, x):
         """(..., nlat, nlon) -> (..., 2, M, nlat)."""
         if self.fourier == "fft":
-            spec = jnp.fft.rfft(x, axis=-1)[..., : self.n_m]
-            scale = jnp.asarray(np.where(np.arange(self.n_m) == 0, 1.0, 2.0) / self.nlon,
-                                dtype=x.dtype)
-            cos_part = jnp.real(spec) * scale
-            sin_part = -jnp.imag(spec) * scale
-            out = jnp.stack([cos_part, sin_part], axis=-2)  # (..., nlat, 2, M)
+            spec = jnp.swapaxes(jnp.fft.rfft(x, axis=-1)[..., : self.n_m], -1, -2)
+            scale = self._cast(np.where(np.arange(self.n_m) == 0, 1.0, 2.0) / self.nlon)
+            scale = scale[:, None]  # (M, 1) against (..., M, nlat)
+            return jnp.stack([jnp.real(spec) * scale, -jnp.imag(spec) * scale], axis=-3)
         else:
             forward, _ = self._dft
             out = (x @ forward).reshape(x.shape[:-1] + (2, self.n_m))
@@ -311,56 +390,52 @@ class SphericalHarmonicGrid:
 
     def _fourier_inverse(self, f):
         """(..., 2, M, nlat) -> (..., nlat, nlon)."""
-        f = jnp.moveaxis(f, -1, -3)  # (..., nlat, 2, M)
         if self.fourier == "fft":
             n_half = self.nlon // 2 + 1
-            spec = (f[..., 0, :] - 1j * f[..., 1, :]) * (self.nlon / 2.0)
-            spec = spec.at[..., 0].multiply(2.0)
+            # irfft's normalisation: nlon / 2 per wave, nlon for m = 0 (a constant vector,
+            # not an indexed update, so the whole spectrum is built in one pass)
+            scale = self._cast(np.where(np.arange(self.n_m) == 0, 1.0, 0.5) * self.nlon)
+            spec = (f[..., 0, :, :] - 1j * f[..., 1, :, :]) * scale[:, None]  # (..., M, nlat)
+            spec = jnp.swapaxes(spec, -1, -2)
             pad = [(0, 0)] * (spec.ndim - 1) + [(0, n_half - self.n_m)]
             return jnp.fft.irfft(jnp.pad(spec, pad), n=self.nlon, axis=-1)
+        f = jnp.moveaxis(f, -1, -3)  # (..., nlat, 2, M)
         _, inverse = self._dft
         return f.reshape(f.shape[:-2] + (2 * self.n_m,)) @ inverse
 
     # ----------------------------------------------------------------------- Legendre part
-    def _legendre_forward(self, f, weights: str, matrices: str, parity: int):
-        """Quadrature of (..., 2, M, nlat) against P or H -> (..., 2, M, L).
+    def _legendre_forward(self, f, mats):
+        """Gaussian quadrature of (..., 2, M, nlat) against P -> (..., 2, M, L).
 
-        parity 0: the functions' even-l part is equatorially symmetric (P);
-        parity 1: it is antisymmetric (H).
+        The even-l functions are equatorially symmetric and the odd-l ones antisymmetric,
+        so each half of the coefficients needs only the symmetric or antisymmetric part
+        of the field on one hemisphere.
         """
         nh = self.nlat // 2
-        w = self._weights[weights]
         north = f[..., nh:]
         south = f[..., :nh][..., ::-1]
-        sym = (north + south) * w
-        anti = (north - south) * w
-        mats = self._legendre
-        even_in, odd_in = (sym, anti) if parity == 0 else (anti, sym)
-        even = jnp.einsum("...cmj,mjk->...cmk", even_in, mats[f"{matrices}_even"])
-        odd = jnp.einsum("...cmj,mjk->...cmk", odd_in, mats[f"{matrices}_odd"])
+        sym = (north + south) * self._weights
+        anti = (north - south) * self._weights
+        even = jnp.einsum("...cmj,mjk->...cmk", sym, mats["even"])
+        odd = jnp.einsum("...cmj,mjk->...cmk", anti, mats["odd"])
         out = jnp.stack([even, odd], axis=-1)
-        return out.reshape(out.shape[:-2] + (self.n_l,))
+        return out.reshape(out.shape[:-2] + (2 * even.shape[-1],))
 
-    def _legendre_inverse(self, c, matrices: str, parity: int):
-        """(..., 2, M, L) -> (..., 2, M, nlat) evaluating sum c * P (or H)."""
-        mats = self._legendre
-        even = jnp.einsum("...cmk,mjk->...cmj", c[..., 0::2], mats[f"{matrices}_even"])
-        odd = jnp.einsum("...cmk,mjk->...cmj", c[..., 1::2], mats[f"{matrices}_odd"])
-        if parity == 0:
-            north, south = even + odd, even - odd
-        else:
-            north, south = even + odd, odd - even
-        return jnp.concatenate([south[..., ::-1], north], axis=-1)
+    def _legendre_inverse(self, c, mats):
+        """(..., 2, M, L) -> (..., 2, M, nlat) evaluating sum_n c_n P_n."""
+        even = jnp.einsum("...cmk,mjk->...cmj", c[..., 0::2], mats["even"])
+        odd = jnp.einsum("...cmk,mjk->...cmj", c[..., 1::2], mats["odd"])
+        return jnp.concatenate([(even - odd)[..., ::-1], even + odd], axis=-1)
 
     # -------------------------------------------------------------------- scalar transforms
     def to_modal(self, x):
         """Grid field(s) (..., nlat, nlon) -> spectral coefficients (..., 2, M, L)."""
         f = self._fourier_forward(x)
-        return self._legendre_forward(f, "plain", "p", 0) * self._cast(self.mask)
+        return self._legendre_forward(f, self._legendre) * self._cast(self.mask)
 
     def to_nodal(self, c):
         """Spectral coefficients (..., 2, M, L) -> grid field(s) (..., nlat, nlon)."""
-        return self._fourier_inverse(self._legendre_inverse(c, "p", 0))
+        return self._fourier_inverse(self._legendre_inverse(c, self._legendre))
 
     def clip(self, c):
         """Zero the coefficients outside the triangular truncation."""
@@ -383,70 +458,46 @@ class SphericalHarmonicGrid:
 
     def cos_lat_d_dlat(self, c):
         """cos(lat) * d/d(lat) of a spectral field, evaluated on the grid (exact)."""
-        return self._fourier_inverse(self._legendre_inverse(c, "h", 1))
+        return self.to_nodal_extended(self.cos_lat_d_dlat_extended(c))
 
     def gradient(self, c):
         """Gradient (eastward, northward components, 1/m units of the field) on the grid."""
         sec = self._cast(1.0 / (self.radius * self.cos_lat))[:, None]
-        return self.to_nodal(self.d_dlon(c)) * sec, self.cos_lat_d_dlat(c) * sec
+        both = self.to_nodal_extended(jnp.stack(
+            [self.extend(self.d_dlon(c)), self.cos_lat_d_dlat_extended(c)]))
+        return both[0] * sec, both[1] * sec
 
-    def _flux_transforms(self, u, v):
-        """Metric-weighted P- and H-quadratures of u cos(lat), v cos(lat)."""
-        cos = self._cast(self.cos_lat)[:, None]
-        fu = self._fourier_forward(u * cos)
-        fv = self._fourier_forward(v * cos)
-        pu = self._legendre_forward(fu, "metric", "p", 0)
-        pv = self._legendre_forward(fv, "metric", "p", 0)
-        hu = self._legendre_forward(fu, "metric", "h", 1)
-        hv = self._legendre_forward(fv, "metric", "h", 1)
-        return pu, pv, hu, hv
+    def _flux_quadratures(self, u, v):
+        """Extended P-quadratures of u / cos(lat) and v / cos(lat) in one transform."""
+        secant = self._cast(1.0 / self.cos_lat)[:, None]
+        q = self.to_modal_extended(jnp.stack([u * secant, v * secant]))
+        return q[0], q[1]
 
     def divergence(self, u, v):
         """Spectral divergence of the grid vector field (u, v) (eastward, northward)."""
-        pu, _, _, hv = self._flux_transforms(u, v)
-        return self.clip(self.d_dlon(pu) - hv) / self.radius
+        return self.curl_and_divergence(u, v)[1]
 
     def curl(self, u, v):
         """Spectral vertical component of curl of the grid vector field (u, v)."""
-        _, pv, hu, _ = self._flux_transforms(u, v)
-        return self.clip(self.d_dlon(pv) + hu) / self.radius
+        return self.curl_and_divergence(u, v)[0]
 
     def curl_and_divergence(self, u, v):
         """(curl, divergence) of (u, v) sharing the Fourier and Legendre work."""
-        pu, pv, hu, hv = self._flux_transforms(u, v)
-        curl = self.clip(self.d_dlon(pv) + hu) / self.radius
-        div = self.clip(self.d_dlon(pu) - hv) / self.radius
-        return curl, div
-
-    def curl_and_divergence_batched(self, u, v, n_curl: int):
-        """Curl of the first ``n_curl`` vector fields and divergence of all of them.
-
-        ``u``, ``v``: (N, ..., nlat, nlon). Returns (curl (n_curl, ...), divergence (N, ...)),
-        spectral; skips the Legendre transforms that the curl of the rest would need.
-        """
-        cos = self._cast(self.cos_lat)[:, None]
-        fu = self._fourier_forward(u * cos)
-        fv = self._fourier_forward(v * cos)
-        pu = self._legendre_forward(fu, "metric", "p", 0)
-        hv = self._legendre_forward(fv, "metric", "h", 1)
-        pv = self._legendre_forward(fv[:n_curl], "metric", "p", 0)
-        hu = self._legendre_forward(fu[:n_curl], "metric", "h", 1)
-        curl = self.clip(self.d_dlon(pv) + hu) / self.radius
-        div = self.clip(self.d_dlon(pu) - hv) / self.radius
-        return curl, div
+        return self.curl_and_divergence_from_quadratures(*self._flux_quadratures(u, v))
 
     def velocity_from_potentials(self, streamfunction, velocity_potential):
         """Grid (u, v) from spectral streamfunction psi and velocity potential chi.
 
-        u = (-cos(lat) dpsi/dlat + dchi/dlon) / (a cos(lat)),
-        v = (dpsi/dlon + cos(lat) dchi/dlat) / (a cos(lat)).
+        a u cos(lat) = dchi/dlon - (1 - mu^2) dpsi/dmu,
+        a v cos(lat) = dpsi/dlon + (1 - mu^2) dchi/dmu (one extended P synthesis).
         """
         sec = self._cast(1.0 / (self.radius * self.cos_lat))[:, None]
-        dlon = self.to_nodal(self.d_dlon(jnp.stack([streamfunction, velocity_potential])))
-        dlat = self.cos_lat_d_dlat(jnp.stack([streamfunction, velocity_potential]))
-        u = (dlon[1] - dlat[0]) * sec
-        v = (dlon[0] + dlat[1]) * sec
-        return u, v
+        uv = self.to_nodal_extended(jnp.stack(
+            [self.extend(self.d_dlon(velocity_potential))
+             - self.cos_lat_d_dlat_extended(streamfunction),
+             self.extend(self.d_dlon(streamfunction))
+             + self.cos_lat_d_dlat_extended(velocity_potential)]))
+        return uv[0] * sec, uv[1] * sec
 
     def velocity_from_vorticity_divergence(self, vorticity, divergence):
         """Grid (u, v) in m/s from spectral vorticity and divergence (1/s)."""

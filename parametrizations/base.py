@@ -54,3 +54,20 @@ class AbstractParametrization(eqx.Module):
     @abc.abstractmethod
     def column_tendencies(self, params: dict, column: ColumnState, time) -> ColumnTendencies:
         """Tendencies of one column given this scheme's parameters ``params[self.name]``."""
+
+    def grid_tendencies(self, params: dict, columns: ColumnState, time) -> ColumnTendencies:
+        """Tendencies of N columns at once, laid out as the dynamical core holds them.
+
+        ``columns``: 3-d fields (u, v, temperature, tracers) of shape (K, N), 2-d ones
+        (surface_pressure, latitude, longitude) of shape (N,), and ``sigma`` of shape (K,)
+        (shared by all columns). Returns tendencies of shape (K, N).
+
+        The default vmaps :meth:`column_tendencies` over the columns (the definition of
+        the scheme). A scheme whose column arithmetic is elementwise may override this to
+        evaluate the same formulas by broadcasting, which avoids the (K, N) <-> (N, K)
+        transposes that batching over a trailing axis implies; tests check both agree.
+        """
+        axes = ColumnState(u=1, v=1, temperature=1, tracers={k: 1 for k in columns.tracers},
+                           surface_pressure=0, sigma=None, latitude=0, longitude=0)
+        return jax.vmap(lambda c: self.column_tendencies(params, c, time),
+                        in_axes=(axes,), out_axes=1)(columns)

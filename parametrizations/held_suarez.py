@@ -55,24 +55,48 @@ class HeldSuarez(AbstractParametrization):
 
     def equilibrium_temperature(self, p, column: ColumnState):
         """T_eq (K) of HS94 eq. 3 (plus the Polvani–Kushner asymmetry), shape (K,)."""
-        sin_lat = jnp.sin(column.latitude)
-        cos_lat = jnp.cos(column.latitude)
-        pressure = column.sigma * column.surface_pressure
-        ratio = pressure / REFERENCE_PRESSURE
-        structure = (p["T_max"] - p["delta_T_y"] * sin_lat**2 - p["epsilon"] * sin_lat
-                     - p["delta_theta_z"] * jnp.log(ratio) * cos_lat**2)
-        return jnp.maximum(p["T_min"], structure * ratio**KAPPA)
+        return self._equilibrium_temperature(p, column.sigma, column.surface_pressure,
+                                             column.latitude)
 
-    def column_tendencies(self, params, column: ColumnState, time=None) -> ColumnTendencies:
+    @staticmethod
+    def _equilibrium_temperature(p, sigma, surface_pressure, latitude):
+        """T_eq for sigma and (surface_pressure, latitude) that broadcast against each other.
+
+        With p / p0 = sigma ps / p0, ln(p / p0) = ln sigma + ln(ps / p0) and
+        (p / p0)^kappa = sigma^kappa (ps / p0)^kappa: the transcendental functions are taken
+        once per column (and per level for sigma), not once per grid point and level.
+        """
+        sin_lat = jnp.sin(latitude)
+        cos_lat = jnp.cos(latitude)
+        log_ps = jnp.log(surface_pressure / REFERENCE_PRESSURE)
+        log_ratio = jnp.log(sigma) + log_ps
+        ratio_kappa = sigma**KAPPA * jnp.exp(KAPPA * log_ps)
+        structure = (p["T_max"] - p["delta_T_y"] * sin_lat**2 - p["epsilon"] * sin_lat
+                     - p["delta_theta_z"] * log_ratio * cos_lat**2)
+        return jnp.maximum(p["T_min"], structure * ratio_kappa)
+
+    def _tendencies(self, params, u, v, temperature, sigma, surface_pressure, latitude,
+                    tracers):
+        """HS94 eqs. 3–6 for arrays that broadcast: sigma against the 2-d fields."""
         p = params[self.name]
         sigma_b = p["sigma_b"]
-        boundary = jnp.maximum((column.sigma - sigma_b) / (1.0 - sigma_b), 0.0)
+        boundary = jnp.maximum((sigma - sigma_b) / (1.0 - sigma_b), 0.0)
         k_v = p["k_f"] / SECONDS_PER_DAY * boundary
         k_a = p["k_a"] / SECONDS_PER_DAY
         k_s = p["k_s"] / SECONDS_PER_DAY
-        k_t = k_a + (k_s - k_a) * boundary * jnp.cos(column.latitude) ** 4
-        t_eq = self.equilibrium_temperature(p, column)
-        zero_tracers = {k: jnp.zeros_like(v) for k, v in column.tracers.items()}
-        return ColumnTendencies(u=-k_v * column.u, v=-k_v * column.v,
-                                temperature=-k_t * (column.temperature - t_eq),
-                                tracers=zero_tracers)
+        cos2 = jnp.cos(latitude) ** 2
+        k_t = k_a + (k_s - k_a) * boundary * (cos2 * cos2)
+        t_eq = self._equilibrium_temperature(p, sigma, surface_pressure, latitude)
+        return ColumnTendencies(u=-k_v * u, v=-k_v * v,
+                                temperature=-k_t * (temperature - t_eq),
+                                tracers={k: jnp.zeros_like(q) for k, q in tracers.items()})
+
+    def column_tendencies(self, params, column: ColumnState, time=None) -> ColumnTendencies:
+        return self._tendencies(params, column.u, column.v, column.temperature, column.sigma,
+                                column.surface_pressure, column.latitude, column.tracers)
+
+    def grid_tendencies(self, params, columns: ColumnState, time=None) -> ColumnTendencies:
+        """The same formulas on (K, N) fields by broadcasting sigma as (K, 1)."""
+        return self._tendencies(params, columns.u, columns.v, columns.temperature,
+                                columns.sigma[:, None], columns.surface_pressure,
+                                columns.latitude, columns.tracers)

@@ -39,6 +39,31 @@ def test_equilibrium_temperature_and_rates_match_the_paper():
     np.testing.assert_allclose(tend.temperature[2], -(300.0 - 315.0) / (4 * 86400.0), rtol=1e-5)
 
 
+def test_grid_tendencies_equal_the_vmapped_column_definition(x64):
+    """HS's broadcasting grid path (used by the dynamical core) equals the generic
+    vmap of column_tendencies over (K, N) columns, at random states and parameters."""
+    from parametrizations.base import AbstractParametrization
+
+    hs = HeldSuarez()
+    rng = np.random.default_rng(3)
+    k, n = 8, 50
+    params = parameters.default_values(hs.parameters)
+    params = {"held_suarez": {name: v * (1.0 + 0.2 * rng.uniform(-1, 1)) if name != "epsilon"
+                              else jnp.asarray(7.0) for name, v in params["held_suarez"].items()}}
+    columns = ColumnState(
+        u=jnp.asarray(rng.normal(0, 20, (k, n))), v=jnp.asarray(rng.normal(0, 10, (k, n))),
+        temperature=jnp.asarray(rng.uniform(190, 310, (k, n))),
+        tracers={"q": jnp.asarray(rng.uniform(0, 1e-2, (k, n)))},
+        surface_pressure=jnp.asarray(rng.uniform(9.5e4, 1.03e5, n)),
+        sigma=jnp.asarray(np.linspace(0.0625, 0.9375, k)),
+        latitude=jnp.asarray(rng.uniform(-1.5, 1.5, n)), longitude=jnp.asarray(rng.uniform(0, 6, n)))
+    fast = hs.grid_tendencies(params, columns)
+    generic = AbstractParametrization.grid_tendencies(hs, params, columns, None)
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(generic)):
+        assert a.shape == (k, n)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-13, atol=1e-20)
+
+
 def test_every_constant_is_declared():
     names = {p.name for p in HeldSuarez().parameters}
     for short in ("k_f", "k_a", "k_s", "sigma_b", "delta_T_y", "delta_theta_z", "T_max",

@@ -358,6 +358,58 @@ def test_vorticity_divergence_round_trip(x64, name):
     assert float(jnp.linalg.norm(delta2 - delta) / jnp.linalg.norm(delta)) <= 1e-12
 
 
+@pytest.mark.parametrize("name", ["t21", "t42"])
+def test_extended_basis_derivative_and_quadrature_identities(x64, name):
+    """The degree-(T + 1) recurrences against brute-force dP/dmu from scipy, float64 1e-12:
+
+    * cos(lat) d/dlat of a random field: extended coefficients synthesised on the grid vs
+      sum_n c_n (1 - mu^2) dP_n/dmu evaluated with scipy's Legendre functions;
+    * H-quadratures from P-quadratures (h_quadrature) vs direct quadratures of a random grid
+      field against (1 - mu^2) dP_n/dmu.
+    T21 has L = 22 < T + 2 slots, so its extended basis is wider (L' = 24); T42 has L' = L.
+    """
+    grid = _grid(name)
+    t = grid.truncation
+    assert grid.n_l_extended == (24 if name == "t21" else 44)
+    mu = grid.sin_lat
+    # (1 - mu^2) dP_n^m/dmu by finite-difference-free scipy evaluation: P_n^m and P_{n±1}^m
+    n_max = t + 1
+    p = normalized_legendre(n_max + 1, t, mu)  # (M, n_max + 2, nlat)
+    m = np.arange(t + 1)[:, None]
+    n = np.arange(n_max + 1)[None, :]
+
+    def eps(nn, mm):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(nn > mm, np.sqrt((nn**2 - mm**2) / (4.0 * nn**2 - 1.0)), 0.0)
+
+    lower = np.concatenate([np.zeros_like(p[:, :1]), p[:, :n_max]], axis=1)
+    h = (-n * eps(n + 1, m))[..., None] * p[:, 1:n_max + 2] + ((n + 1) * eps(n, m))[..., None] * lower
+    h = np.where((n >= m)[..., None], h, 0.0)  # (M, T + 2, nlat), H_n^m(mu_j)
+    c = np.asarray(_random_modal(grid, seed=11))
+    # brute-force synthesis of sum c H on the grid, Fourier part by hand
+    lon = grid.longitude
+    fourier = np.zeros((2, t + 1, grid.nlat))
+    for mm in range(t + 1):
+        for ll in range(grid.n_l):
+            if mm + ll <= t:
+                fourier[:, mm] += c[:, mm, ll, None] * h[mm, mm + ll][None]
+    expected = (np.cos(np.outer(np.arange(t + 1), lon)).T @ fourier[0]
+                + np.sin(np.outer(np.arange(t + 1), lon)).T @ fourier[1]).T
+    assert _rel(grid.to_nodal_extended(grid.cos_lat_d_dlat_extended(jnp.asarray(c))),
+                expected) <= 1e-12
+    # quadrature against H: direct sum_j w_j F_m(mu_j) H_n^m(mu_j) vs the recurrence
+    x = np.random.default_rng(12).normal(size=grid.nodal_shape)
+    f = np.asarray(grid._fourier_forward(jnp.asarray(x)))  # (2, M, nlat)
+    w = grid.quadrature_weights
+    direct = np.zeros(grid.modal_shape)
+    for mm in range(t + 1):
+        for ll in range(grid.n_l):
+            if mm + ll <= t:
+                direct[:, mm, ll] = f[:, mm] @ (w * h[mm, mm + ll])
+    got = grid.h_quadrature(grid.to_modal_extended(jnp.asarray(x)))
+    assert _rel(got * grid.mask, direct * grid.mask) <= 1e-12
+
+
 # ------------------------------------------------------------------------------ integrals
 @pytest.mark.parametrize("name", ["t21", "t42", "t85"])
 def test_integrate_and_mean(x64, name):
