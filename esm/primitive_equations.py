@@ -103,6 +103,11 @@ class PrimitiveEquations(eqx.Module):
     def _t_ref(self) -> np.ndarray:
         return np.asarray(self.reference_temperature, dtype=np.float64)
 
+    @property
+    def _vertical_operators(self) -> np.ndarray:
+        """sigma_dot_matrix (K-1, K) stacked on omega_matrix (K, K): one product gives both."""
+        return np.concatenate([self.vertical.sigma_dot_matrix, self.vertical.omega_matrix])
+
     def _h_matrix(self) -> np.ndarray:
         """Linearised temperature tendency dT'/dt = -H div about T_ref (SB81)."""
         vc = self.vertical
@@ -149,13 +154,15 @@ class PrimitiveEquations(eqx.Module):
         tracers = {n: nodal[(5 + i) * k + 2:(6 + i) * k + 2] for i, n in enumerate(names)}
         advection = u * dx + v * dy
         total = delta + advection
+        # sigma-dot and the omega integral from one product with the stacked matrices
+        vertical = _levels(self._vertical_operators, total)
         return {
             "u": u, "v": v, "vorticity": zeta, "divergence": delta,
             "temperature_variation": tvar,
             "temperature": tvar + _column(self._t_ref, tvar),
             "dlnps_dx": dx, "dlnps_dy": dy, "lnps_advection": advection,
-            "sigma_dot": _levels(vc.sigma_dot_matrix, total),
-            "omega_over_p": advection - _levels(vc.omega_matrix, total),
+            "sigma_dot": vertical[:k - 1],
+            "omega_over_p": advection - vertical[k - 1:],
             "tracers": tracers,
             "log_surface_pressure": nodal[-1],
         }
@@ -196,10 +203,10 @@ class PrimitiveEquations(eqx.Module):
         ds = vc.thickness
         sd = d["sigma_dot"]
         nl = d["lnps_advection"]
-        sd_nl = _levels(vc.sigma_dot_matrix, nl)
-        omega_nl = nl - _levels(vc.omega_matrix, nl)
-        t_ref = _column(self._t_ref, tvar)
         k = vc.layers
+        vertical_nl = _levels(self._vertical_operators, nl)
+        sd_nl, omega_nl = vertical_nl[:k - 1], nl - vertical_nl[k - 1:]
+        t_ref = _column(self._t_ref, tvar)
         eta = d["vorticity"] + self.coriolis
         force_u = eta * v - vertical_advection(sd, u, ds) - GAS_CONSTANT * tvar * d["dlnps_dx"]
         force_v = -eta * u - vertical_advection(sd, v, ds) - GAS_CONSTANT * tvar * d["dlnps_dy"]

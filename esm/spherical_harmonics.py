@@ -322,7 +322,7 @@ class SphericalHarmonicGrid:
 
     def to_nodal_extended(self, c):
         """Extended coefficients (..., 2, M, L') -> grid fields (..., nlat, nlon)."""
-        return self._fourier_inverse(self._legendre_inverse(c, self._legendre_extended))
+        return self._synthesis(c, self._legendre_extended)
 
     def to_modal_extended(self, x):
         """Gaussian P-quadratures of grid fields up to degree T + 1, (..., 2, M, L'),
@@ -332,11 +332,7 @@ class SphericalHarmonicGrid:
         own and the (smaller) Fourier coefficients are concatenated, which saves a copy of
         the grid fields into one batch.
         """
-        if isinstance(x, (list, tuple)):
-            f = jnp.concatenate([self._fourier_forward(xi) for xi in x])
-        else:
-            f = self._fourier_forward(x)
-        return self._legendre_forward(f, self._legendre_extended)
+        return self._analysis(x, self._legendre_extended)
 
     def h_quadrature(self, q):
         """H-quadratures (..., 2, M, L) from extended P-quadratures q (..., 2, M, L'):
@@ -427,15 +423,58 @@ class SphericalHarmonicGrid:
         odd = jnp.einsum("...cmk,mjk->...cmj", c[..., 1::2], mats["odd"])
         return jnp.concatenate([(even - odd)[..., ::-1], even + odd], axis=-1)
 
+    # ------------------------------------------------------- whole transforms (one pass)
+    def _analysis(self, x, mats):
+        """Grid fields -> P-quadratures (..., 2, M, L) with the matrices ``mats``.
+
+        ``x``: an array (..., nlat, nlon) or a list of (N_i, nlat, nlon) arrays (each is
+        Fourier transformed on its own; the smaller spectra are concatenated). With the FFT
+        the hemispheric split, weights and Fourier scaling are applied to the complex
+        spectra, so each field is read once between the FFT and the Legendre products.
+        """
+        xs = list(x) if isinstance(x, (list, tuple)) else [x]
+        if self.fourier != "fft":
+            f = jnp.concatenate([self._fourier_forward(xi) for xi in xs]) if len(xs) > 1 \
+                else self._fourier_forward(xs[0])
+            return self._legendre_forward(f, mats)
+        specs = [jnp.fft.rfft(xi, axis=-1)[..., : self.n_m] for xi in xs]
+        spec = jnp.concatenate(specs) if len(specs) > 1 else specs[0]  # (..., nlat, M)
+        nh = self.nlat // 2
+        scale = np.where(np.arange(self.n_m) == 0, 1.0, 2.0) / self.nlon
+        w = self._cast(self.quadrature_weights[nh:, None] * scale[None, :])  # (nlat/2, M)
+        north, south = spec[..., nh:, :], spec[..., :nh, :][..., ::-1, :]
+
+        def parts(z):  # complex (..., nlat/2, M) -> real (..., 2, M, nlat/2): cos, sin
+            z = jnp.swapaxes(z * w, -1, -2)
+            return jnp.stack([jnp.real(z), -jnp.imag(z)], axis=-3)
+
+        even = jnp.einsum("...cmj,mjk->...cmk", parts(north + south), mats["even"])
+        odd = jnp.einsum("...cmj,mjk->...cmk", parts(north - south), mats["odd"])
+        out = jnp.stack([even, odd], axis=-1)
+        return out.reshape(out.shape[:-2] + (2 * even.shape[-1],))
+
+    def _synthesis(self, c, mats):
+        """Coefficients (..., 2, M, L) -> grid fields (..., nlat, nlon) with ``mats``."""
+        if self.fourier != "fft":
+            return self._fourier_inverse(self._legendre_inverse(c, mats))
+        even = jnp.einsum("...cmk,mjk->...cmj", c[..., 0::2], mats["even"])
+        odd = jnp.einsum("...cmk,mjk->...cmj", c[..., 1::2], mats["odd"])
+        # irfft's normalisation: nlon / 2 per wave, nlon for m = 0
+        scale = self._cast(np.where(np.arange(self.n_m) == 0, 1.0, 0.5) * self.nlon)[:, None]
+        ce = (even[..., 0, :, :] - 1j * even[..., 1, :, :]) * scale  # (..., M, nlat/2)
+        co = (odd[..., 0, :, :] - 1j * odd[..., 1, :, :]) * scale
+        spec = jnp.swapaxes(jnp.concatenate([(ce - co)[..., ::-1], ce + co], axis=-1), -1, -2)
+        pad = [(0, 0)] * (spec.ndim - 1) + [(0, self.nlon // 2 + 1 - self.n_m)]
+        return jnp.fft.irfft(jnp.pad(spec, pad), n=self.nlon, axis=-1)
+
     # -------------------------------------------------------------------- scalar transforms
     def to_modal(self, x):
         """Grid field(s) (..., nlat, nlon) -> spectral coefficients (..., 2, M, L)."""
-        f = self._fourier_forward(x)
-        return self._legendre_forward(f, self._legendre) * self._cast(self.mask)
+        return self._analysis(x, self._legendre) * self._cast(self.mask)
 
     def to_nodal(self, c):
         """Spectral coefficients (..., 2, M, L) -> grid field(s) (..., nlat, nlon)."""
-        return self._fourier_inverse(self._legendre_inverse(c, self._legendre))
+        return self._synthesis(c, self._legendre)
 
     def clip(self, c):
         """Zero the coefficients outside the triangular truncation."""
