@@ -40,7 +40,8 @@ from esm import constants
 from esm.parameters import Parameter
 from esm.shallow_water import HYPERDIFFUSION_PARAMETERS, coriolis_rotated
 from esm.spherical_harmonics import SphericalHarmonicGrid
-from esm.vertical import SigmaCoordinates, interpolate_to_pressure, vertical_advection
+from esm.vertical import (SigmaCoordinates, interpolate_to_pressure, vertical_advection,
+                          vertical_integrals)
 
 GAS_CONSTANT = 287.04  # J/(kg K), dry air (Jablonowski & Williamson 2006)
 KAPPA = 2.0 / 7.0
@@ -61,6 +62,13 @@ class PrimitiveEquationsState(eqx.Module):
 def _levels(matrix, field):
     """sum_j matrix[k, j] field[j, ...]."""
     return jnp.einsum("kj,j...->k...", jnp.asarray(matrix, field.dtype), field)
+
+
+def _split(x, sizes):
+    """Consecutive pieces of ``x`` along axis 0 with the given sizes (one split, whose
+    transpose is one concatenation, instead of many slices whose transposes are pads)."""
+    assert sum(sizes) == x.shape[0], (sizes, x.shape)
+    return jnp.split(x, np.cumsum(sizes)[:-1].tolist())
 
 
 def _column(values, like):
@@ -103,11 +111,6 @@ class PrimitiveEquations(eqx.Module):
     def _t_ref(self) -> np.ndarray:
         return np.asarray(self.reference_temperature, dtype=np.float64)
 
-    @property
-    def _vertical_operators(self) -> np.ndarray:
-        """sigma_dot_matrix (K-1, K) stacked on omega_matrix (K, K): one product gives both."""
-        return np.concatenate([self.vertical.sigma_dot_matrix, self.vertical.omega_matrix])
-
     def _h_matrix(self) -> np.ndarray:
         """Linearised temperature tendency dT'/dt = -H div about T_ref (SB81)."""
         vc = self.vertical
@@ -147,24 +150,23 @@ class PrimitiveEquations(eqx.Module):
              ext(state.vorticity), ext(state.divergence), ext(state.temperature_variation)]
             + [ext(state.tracers[n]) for n in names] + [ext(lnps)]))
         sec = jnp.asarray(1.0 / (g.radius * g.cos_lat), nodal.dtype)[:, None]
-        u, v = nodal[:k] * sec, nodal[k:2 * k] * sec
-        dx, dy = nodal[2 * k] * sec, nodal[2 * k + 1] * sec
-        zeta, delta = nodal[2 * k + 2:3 * k + 2], nodal[3 * k + 2:4 * k + 2]
-        tvar = nodal[4 * k + 2:5 * k + 2]
-        tracers = {n: nodal[(5 + i) * k + 2:(6 + i) * k + 2] for i, n in enumerate(names)}
+        big_u, big_v, dlon_lnps, dlat_lnps, zeta, delta, tvar, *rest = _split(
+            nodal, [k, k, 1, 1, k, k, k] + [k] * len(names) + [1])
+        u, v = big_u * sec, big_v * sec
+        dx, dy = dlon_lnps[0] * sec, dlat_lnps[0] * sec
+        tracers = dict(zip(names, rest[:-1]))
         advection = u * dx + v * dy
         total = delta + advection
-        # sigma-dot and the omega integral from one product with the stacked matrices
-        vertical = _levels(self._vertical_operators, total)
+        sigma_dot, omega_integral = vertical_integrals(vc, total)
         return {
             "u": u, "v": v, "vorticity": zeta, "divergence": delta,
             "temperature_variation": tvar,
             "temperature": tvar + _column(self._t_ref, tvar),
             "dlnps_dx": dx, "dlnps_dy": dy, "lnps_advection": advection,
-            "sigma_dot": vertical[:k - 1],
-            "omega_over_p": advection - vertical[k - 1:],
+            "sigma_dot": sigma_dot,
+            "omega_over_p": advection - omega_integral,
             "tracers": tracers,
-            "log_surface_pressure": nodal[-1],
+            "log_surface_pressure": rest[-1][0],
         }
 
     def _physics(self, params, d):
@@ -176,8 +178,11 @@ class PrimitiveEquations(eqx.Module):
         g = self.grid
         ps = REFERENCE_SURFACE_PRESSURE * jnp.exp(d["log_surface_pressure"])
         lat, lon = g.lat_lon_mesh
-        sigma = jnp.asarray(self.vertical.centers, d["u"].dtype)
-        dtype = d["u"].dtype
+        # geometry as numpy constants of the model dtype: functions of it (e.g. sin(lat))
+        # are evaluated once at trace time (parametrizations.base.array_module), also
+        # inside checkpointed (rematerialised) steps
+        dtype = np.dtype(d["u"].dtype)
+        sigma = np.asarray(self.vertical.centers, dtype)
 
         def flat(x):  # (K, nlat, nlon) -> (K, nlat * nlon): the columns are the last axis
             return x.reshape(x.shape[0], -1)
@@ -186,8 +191,8 @@ class PrimitiveEquations(eqx.Module):
             u=flat(d["u"]), v=flat(d["v"]), temperature=flat(d["temperature"]),
             tracers={k: flat(q) for k, q in d["tracers"].items()},
             surface_pressure=ps.reshape(-1), sigma=sigma,
-            latitude=jnp.asarray(lat.reshape(-1), dtype),
-            longitude=jnp.asarray(lon.reshape(-1), dtype))
+            latitude=np.asarray(lat.reshape(-1), dtype),
+            longitude=np.asarray(lon.reshape(-1), dtype))
         total = None
         for scheme in self.parametrizations:
             tend = scheme.grid_tendencies(params, columns, None)
@@ -204,8 +209,8 @@ class PrimitiveEquations(eqx.Module):
         sd = d["sigma_dot"]
         nl = d["lnps_advection"]
         k = vc.layers
-        vertical_nl = _levels(self._vertical_operators, nl)
-        sd_nl, omega_nl = vertical_nl[:k - 1], nl - vertical_nl[k - 1:]
+        sd_nl, omega_nl = vertical_integrals(vc, nl)
+        omega_nl = nl - omega_nl
         t_ref = _column(self._t_ref, tvar)
         eta = d["vorticity"] + self.coriolis
         force_u = eta * v - vertical_advection(sd, u, ds) - GAS_CONSTANT * tvar * d["dlnps_dx"]
@@ -235,17 +240,16 @@ class PrimitiveEquations(eqx.Module):
             + [0.5 * (u * u + v * v), heating,
                jnp.einsum("k,k...->...", jnp.asarray(ds, nl.dtype), nl)[None]]
             + [tracer_sources[n] for n in names])
-        qu, qv = quad[:n_flux], quad[n_flux:2 * n_flux]
-        modal = g.truncate(quad[2 * n_flux:])
+        qu, qv, rest = _split(quad, [n_flux, n_flux, (2 + len(names)) * k + 1])
         curl, div = g.curl_and_divergence_from_quadratures(qu, qv, n_curl=k)
-        tracers = {n: modal[(2 + i) * k + 1:(3 + i) * k + 1] - div[(2 + i) * k:(3 + i) * k]
-                   for i, n in enumerate(names)}
+        kinetic, heat, column, *sources = _split(g.truncate(rest), [k, k, 1] + [k] * len(names))
+        div_momentum, div_heat, *div_tracers = _split(div, [k, k] + [k] * len(names))
         return PrimitiveEquationsState(
             vorticity=curl,
-            divergence=div[:k] - g.laplacian(modal[:k] + self.orography),
-            temperature_variation=modal[k:2 * k] - div[k:2 * k],
-            log_surface_pressure=-modal[2 * k],
-            tracers=tracers)
+            divergence=div_momentum - g.laplacian(kinetic + self.orography),
+            temperature_variation=heat - div_heat,
+            log_surface_pressure=-column[0],
+            tracers={n: src - dq for n, src, dq in zip(names, sources, div_tracers)})
 
     def _diffusion_rate(self, params, dtype):
         if not self.hyperdiffusion_order:

@@ -13,6 +13,14 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def array_module(*arrays):
+    """numpy if every argument is a numpy array (grid geometry known when the model is
+    traced: functions of it are then constants, computed once), else jax.numpy."""
+    return np if all(isinstance(a, np.ndarray) for a in arrays) else jnp
 
 
 class ColumnState(eqx.Module):
@@ -20,6 +28,8 @@ class ColumnState(eqx.Module):
 
     u, v: wind (m/s), shape (K,); temperature: K, shape (K,); tracers: name -> (K,);
     surface_pressure: Pa (scalar); sigma: layer midpoints (K,); latitude, longitude: radians.
+    The geometry (sigma, latitude, longitude) may arrive as numpy arrays, constants of the
+    grid; ``array_module`` lets a scheme evaluate functions of it once, at trace time.
     """
 
     u: jax.Array

@@ -16,7 +16,8 @@ from typing import ClassVar
 import jax.numpy as jnp
 
 from esm.parameters import Parameter
-from parametrizations.base import AbstractParametrization, ColumnState, ColumnTendencies
+from parametrizations.base import (AbstractParametrization, ColumnState, ColumnTendencies,
+                                   array_module)
 
 SECONDS_PER_DAY = 86400.0
 KAPPA = 2.0 / 7.0
@@ -66,10 +67,10 @@ class HeldSuarez(AbstractParametrization):
         (p / p0)^kappa = sigma^kappa (ps / p0)^kappa: the transcendental functions are taken
         once per column (and per level for sigma), not once per grid point and level.
         """
-        sin_lat = jnp.sin(latitude)
-        cos_lat = jnp.cos(latitude)
+        lat_xp, sigma_xp = array_module(latitude), array_module(sigma)
+        sin_lat, cos_lat = lat_xp.sin(latitude), lat_xp.cos(latitude)
         log_ps = jnp.log(surface_pressure / REFERENCE_PRESSURE)
-        log_ratio = jnp.log(sigma) + log_ps
+        log_ratio = sigma_xp.log(sigma) + log_ps
         ratio_kappa = sigma**KAPPA * jnp.exp(KAPPA * log_ps)
         structure = (p["T_max"] - p["delta_T_y"] * sin_lat**2 - p["epsilon"] * sin_lat
                      - p["delta_theta_z"] * log_ratio * cos_lat**2)
@@ -84,7 +85,7 @@ class HeldSuarez(AbstractParametrization):
         k_v = p["k_f"] / SECONDS_PER_DAY * boundary
         k_a = p["k_a"] / SECONDS_PER_DAY
         k_s = p["k_s"] / SECONDS_PER_DAY
-        cos2 = jnp.cos(latitude) ** 2
+        cos2 = array_module(latitude).cos(latitude) ** 2
         k_t = k_a + (k_s - k_a) * boundary * (cos2 * cos2)
         t_eq = self._equilibrium_temperature(p, sigma, surface_pressure, latitude)
         return ColumnTendencies(u=-k_v * u, v=-k_v * v,
