@@ -14,7 +14,9 @@ none       every intermediate of every step (all stages and   none
 step       the carry at each step (``jax.checkpoint`` of the    one extra forward step
            step): memory ~ n states                          per step (~ +1 forward)
 nested     k nested scans of length ~ n^(1/k), each level      k - 1 extra forwards
-           checkpointed: memory ~ k n^(1/k) states            (+ one step-level remat)
+           checkpointed; the innermost chunk keeps its steps'
+           residuals while it is differentiated: memory ~
+           (k - 1) n^(1/k) states + n^(1/k) steps' residuals
 =========  =================================================  =======================
 
 In all policies the snapshots returned for saving are kept (they are outputs), i.e. one
@@ -42,24 +44,30 @@ def _scan_steps(body, carry, length: int):
     return carry
 
 
-def _nested(body, carry, length: int, levels: int):
-    """Apply ``body`` ``length`` times with ``levels`` levels of checkpointed scans."""
+def _nested(body, carry, length: int, levels: int, top: bool = True):
+    """Apply ``body`` ``length`` times with ``levels`` levels of checkpointed scans.
+
+    The innermost scans (inside a checkpointed chunk) store their steps' residuals: in the
+    backward pass a chunk is recomputed once with its residuals, then transposed, so no
+    step is computed a third time. Only a run too short to split is checkpointed per step.
+    """
     if levels <= 1 or length <= 2:
-        return _scan_steps(jax.checkpoint(body), carry, length)
+        return _scan_steps(jax.checkpoint(body) if top else body, carry, length)
     chunk = max(2, math.ceil(length ** (1.0 / levels)))
     if chunk >= length:
-        return _scan_steps(jax.checkpoint(body), carry, length)
+        return _scan_steps(jax.checkpoint(body) if top else body, carry, length)
     inner_length = math.ceil(length / chunk)
     n_full = length // inner_length
     remainder = length - n_full * inner_length
 
     @jax.checkpoint
     def inner(c):
-        return _nested(body, c, inner_length, levels - 1)
+        return _nested(body, c, inner_length, levels - 1, top=False)
 
     carry = _scan_steps(inner, carry, n_full)
     if remainder:
-        carry = _nested(body, carry, remainder, levels - 1)
+        carry = jax.checkpoint(
+            lambda c: _nested(body, c, remainder, levels - 1, top=False))(carry)
     return carry
 
 
