@@ -85,7 +85,9 @@ def advance(step: Callable, carry, params, n_steps: int, checkpoint: str = "none
     if checkpoint == "none":
         return _scan_steps(body, carry, n_steps)
     if checkpoint == "step":
-        return _scan_steps(jax.checkpoint(body), carry, n_steps)
+        # inside scan the CSE barrier is not needed (jax.checkpoint docs); without it the
+        # rematerialised step is ~10 % cheaper on XLA:CPU (T21 L20 HS, 10-day gradient)
+        return _scan_steps(jax.checkpoint(body, prevent_cse=False), carry, n_steps)
     return _nested(body, carry, n_steps, levels)
 
 
