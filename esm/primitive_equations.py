@@ -240,7 +240,7 @@ class PrimitiveEquations(eqx.Module):
             + [0.5 * (u * u + v * v), heating,
                jnp.einsum("k,k...->...", jnp.asarray(ds, nl.dtype), nl)[None]]
             + [tracer_sources[n] for n in names])
-        qu, qv, rest = _split(quad, [n_flux, n_flux, (2 + len(names)) * k + 1])
+        qu, qv, rest = _split(quad, [n_flux, n_flux, quad.shape[0] - 2 * n_flux])
         curl, div = g.curl_and_divergence_from_quadratures(qu, qv, n_curl=k)
         kinetic, heat, column, *sources = _split(g.truncate(rest), [k, k, 1] + [k] * len(names))
         div_momentum, div_heat, *div_tracers = _split(div, [k, k] + [k] * len(names))

@@ -355,11 +355,6 @@ class SphericalHarmonicGrid:
         return curl, div
 
     @functools.cached_property
-    def _weights(self):
-        """Gaussian weights of the northern nodes (the southern ones are their mirror)."""
-        return self._cast(self.quadrature_weights[self.nlat // 2:])
-
-    @functools.cached_property
     def _dft(self):
         """Real DFT matrices: forward (nlon, 2M) and inverse (2M, nlon)."""
         m = np.arange(self.n_m)
@@ -372,58 +367,44 @@ class SphericalHarmonicGrid:
         return self._cast(forward), self._cast(inverse)
 
     # ------------------------------------------------------------------------- Fourier part
+    @functools.cached_property
+    def _fourier_scales(self):
+        """Per-wavenumber factors (M,): rfft -> real-series coefficients (1/nlon, 2/nlon for
+        m > 0) and real-series coefficients -> irfft input (nlon, nlon/2 for m > 0)."""
+        m0 = np.arange(self.n_m) == 0
+        return (self._cast(np.where(m0, 1.0, 2.0) / self.nlon),
+                self._cast(np.where(m0, 1.0, 0.5) * self.nlon))
+
     def _fourier_forward(self, x):
-        """(..., nlat, nlon) -> (..., 2, M, nlat)."""
+        """(..., nlat, nlon) -> (..., 2, M, nlat): cos and sin coefficients."""
         if self.fourier == "fft":
             spec = jnp.swapaxes(jnp.fft.rfft(x, axis=-1)[..., : self.n_m], -1, -2)
-            scale = self._cast(np.where(np.arange(self.n_m) == 0, 1.0, 2.0) / self.nlon)
-            scale = scale[:, None]  # (M, 1) against (..., M, nlat)
+            scale = self._fourier_scales[0][:, None]  # (M, 1) against (..., M, nlat)
             return jnp.stack([jnp.real(spec) * scale, -jnp.imag(spec) * scale], axis=-3)
-        else:
-            forward, _ = self._dft
-            out = (x @ forward).reshape(x.shape[:-1] + (2, self.n_m))
+        forward, _ = self._dft
+        out = (x @ forward).reshape(x.shape[:-1] + (2, self.n_m))
         return jnp.moveaxis(out, -3, -1)
 
-    def _fourier_inverse(self, f):
-        """(..., 2, M, nlat) -> (..., nlat, nlon)."""
-        if self.fourier == "fft":
-            n_half = self.nlon // 2 + 1
-            # irfft's normalisation: nlon / 2 per wave, nlon for m = 0 (a constant vector,
-            # not an indexed update, so the whole spectrum is built in one pass)
-            scale = self._cast(np.where(np.arange(self.n_m) == 0, 1.0, 0.5) * self.nlon)
-            spec = (f[..., 0, :, :] - 1j * f[..., 1, :, :]) * scale[:, None]  # (..., M, nlat)
-            spec = jnp.swapaxes(spec, -1, -2)
-            pad = [(0, 0)] * (spec.ndim - 1) + [(0, n_half - self.n_m)]
-            return jnp.fft.irfft(jnp.pad(spec, pad), n=self.nlon, axis=-1)
-        f = jnp.moveaxis(f, -1, -3)  # (..., nlat, 2, M)
-        _, inverse = self._dft
-        return f.reshape(f.shape[:-2] + (2 * self.n_m,)) @ inverse
-
     # ----------------------------------------------------------------------- Legendre part
-    def _legendre_forward(self, f, mats):
-        """Gaussian quadrature of (..., 2, M, nlat) against P -> (..., 2, M, L).
-
-        The even-l functions are equatorially symmetric and the odd-l ones antisymmetric,
-        so each half of the coefficients needs only the symmetric or antisymmetric part
-        of the field on one hemisphere.
-        """
-        nh = self.nlat // 2
-        north = f[..., nh:]
-        south = f[..., :nh][..., ::-1]
-        sym = (north + south) * self._weights
-        anti = (north - south) * self._weights
+    @staticmethod
+    def _legendre_quadrature(sym, anti, mats):
+        """Coefficients (..., 2, M, L) from the hemispherically symmetric and antisymmetric
+        weighted parts (..., 2, M, nlat/2): the even-l functions are equatorially
+        symmetric, the odd-l ones antisymmetric."""
         even = jnp.einsum("...cmj,mjk->...cmk", sym, mats["even"])
         odd = jnp.einsum("...cmj,mjk->...cmk", anti, mats["odd"])
         out = jnp.stack([even, odd], axis=-1)
         return out.reshape(out.shape[:-2] + (2 * even.shape[-1],))
 
-    def _legendre_inverse(self, c, mats):
-        """(..., 2, M, L) -> (..., 2, M, nlat) evaluating sum_n c_n P_n."""
+    @staticmethod
+    def _legendre_sums(c, mats):
+        """(sum over even l, sum over odd l) of c_n P_n on the northern nodes,
+        each (..., 2, M, nlat/2); north = even + odd, south (mirrored) = even - odd."""
         even = jnp.einsum("...cmk,mjk->...cmj", c[..., 0::2], mats["even"])
         odd = jnp.einsum("...cmk,mjk->...cmj", c[..., 1::2], mats["odd"])
-        return jnp.concatenate([(even - odd)[..., ::-1], even + odd], axis=-1)
+        return even, odd
 
-    # ------------------------------------------------------- whole transforms (one pass)
+    # ------------------------------------------------------------------ whole transforms
     def _analysis(self, x, mats):
         """Grid fields -> P-quadratures (..., 2, M, L) with the matrices ``mats``.
 
@@ -433,34 +414,33 @@ class SphericalHarmonicGrid:
         spectra, so each field is read once between the FFT and the Legendre products.
         """
         xs = list(x) if isinstance(x, (list, tuple)) else [x]
-        if self.fourier != "fft":
-            f = jnp.concatenate([self._fourier_forward(xi) for xi in xs]) if len(xs) > 1 \
-                else self._fourier_forward(xs[0])
-            return self._legendre_forward(f, mats)
-        specs = [jnp.fft.rfft(xi, axis=-1)[..., : self.n_m] for xi in xs]
-        spec = jnp.concatenate(specs) if len(specs) > 1 else specs[0]  # (..., nlat, M)
         nh = self.nlat // 2
-        scale = np.where(np.arange(self.n_m) == 0, 1.0, 2.0) / self.nlon
-        w = self._cast(self.quadrature_weights[nh:, None] * scale[None, :])  # (nlat/2, M)
+        weights = self.quadrature_weights[nh:]
+        if self.fourier != "fft":
+            f = jnp.concatenate([self._fourier_forward(xi) for xi in xs])
+            north, south = f[..., nh:], f[..., :nh][..., ::-1]
+            w = self._cast(weights)
+            return self._legendre_quadrature((north + south) * w, (north - south) * w, mats)
+        specs = [jnp.fft.rfft(xi, axis=-1)[..., : self.n_m] for xi in xs]
+        spec = jnp.concatenate(specs)  # (..., nlat, M)
+        w = weights[:, None] * self._fourier_scales[0][None, :]  # (nlat/2, M)
         north, south = spec[..., nh:, :], spec[..., :nh, :][..., ::-1, :]
 
         def parts(z):  # complex (..., nlat/2, M) -> real (..., 2, M, nlat/2): cos, sin
-            z = jnp.swapaxes(z * w, -1, -2)
+            z = jnp.swapaxes(z * self._cast(w), -1, -2)
             return jnp.stack([jnp.real(z), -jnp.imag(z)], axis=-3)
 
-        even = jnp.einsum("...cmj,mjk->...cmk", parts(north + south), mats["even"])
-        odd = jnp.einsum("...cmj,mjk->...cmk", parts(north - south), mats["odd"])
-        out = jnp.stack([even, odd], axis=-1)
-        return out.reshape(out.shape[:-2] + (2 * even.shape[-1],))
+        return self._legendre_quadrature(parts(north + south), parts(north - south), mats)
 
     def _synthesis(self, c, mats):
         """Coefficients (..., 2, M, L) -> grid fields (..., nlat, nlon) with ``mats``."""
+        even, odd = self._legendre_sums(c, mats)
         if self.fourier != "fft":
-            return self._fourier_inverse(self._legendre_inverse(c, mats))
-        even = jnp.einsum("...cmk,mjk->...cmj", c[..., 0::2], mats["even"])
-        odd = jnp.einsum("...cmk,mjk->...cmj", c[..., 1::2], mats["odd"])
-        # irfft's normalisation: nlon / 2 per wave, nlon for m = 0
-        scale = self._cast(np.where(np.arange(self.n_m) == 0, 1.0, 0.5) * self.nlon)[:, None]
+            f = jnp.concatenate([(even - odd)[..., ::-1], even + odd], axis=-1)
+            _, inverse = self._dft
+            f = jnp.moveaxis(f, -1, -3)  # (..., nlat, 2, M)
+            return f.reshape(f.shape[:-2] + (2 * self.n_m,)) @ inverse
+        scale = self._fourier_scales[1][:, None]
         ce = (even[..., 0, :, :] - 1j * even[..., 1, :, :]) * scale  # (..., M, nlat/2)
         co = (odd[..., 0, :, :] - 1j * odd[..., 1, :, :]) * scale
         spec = jnp.swapaxes(jnp.concatenate([(ce - co)[..., ::-1], ce + co], axis=-1), -1, -2)
