@@ -30,6 +30,7 @@ from typing import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from esm.precision import einsum
 from esm.spherical_harmonics import SphericalHarmonicGrid
 
 REDUCTIONS = ("none", "zonal_mean")
@@ -141,12 +142,12 @@ class ObservationOperator:
             if self.reduction == "zonal_mean":
                 x = jnp.mean(x, axis=-1)
                 if wlat is not None:
-                    x = jnp.einsum("ij,...j->...i", jnp.asarray(wlat, x.dtype), x)
+                    x = einsum("ij,...j->...i", jnp.asarray(wlat, x.dtype), x)
             else:
                 if wlat is not None:
-                    x = jnp.einsum("ij,...jk->...ik", jnp.asarray(wlat, x.dtype), x)
+                    x = einsum("ij,...jk->...ik", jnp.asarray(wlat, x.dtype), x)
                 if wlon is not None:
-                    x = jnp.einsum("ik,...k->...i", jnp.asarray(wlon, x.dtype), x)
+                    x = einsum("ik,...k->...i", jnp.asarray(wlon, x.dtype), x)
             out[name] = x
         return out
 

@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from esm.precision import matmul
+
 METHODS = ("gauss_newton", "adam", "lbfgs", "eki")
 
 
@@ -67,8 +69,8 @@ class GaussNewton:
         res = self.problem.residuals
         jac, r = jax.jacfwd(lambda x: _with_value(res(x)), has_aux=True)(z)
         loss = 0.5 * jnp.sum(r * r)
-        g = jac.T @ r
-        a = jac.T @ jac
+        g = matmul(jac.T, r)
+        a = matmul(jac.T, jac)
         diag = jnp.diag(a)
         diag = jnp.where(diag > 0, diag, 1.0)
         dz = -jnp.linalg.solve(a + lam * jnp.diag(diag), g)
@@ -206,12 +208,12 @@ class EnsembleKalmanInversion:
         # h [d_j - s^T ((m-1) I + s s^T)^(-1) s d_j]
         if m <= r.shape[1]:  # ensemble smaller than the data: an M x M solve
             sa = jnp.sqrt(h) * ra
-            small = (m - 1) * jnp.eye(m, dtype=r.dtype) + sa @ sa.T
-            proj = h * (d - (sa.T @ jnp.linalg.solve(small, sa @ d.T)).T)
+            small = (m - 1) * jnp.eye(m, dtype=r.dtype) + matmul(sa, sa.T)
+            proj = h * (d - matmul(sa.T, jnp.linalg.solve(small, matmul(sa, d.T))).T)
         else:  # few data: the N x N system directly
-            c_rr = ra.T @ ra / (m - 1) + jnp.eye(r.shape[1], dtype=r.dtype) / h
+            c_rr = matmul(ra.T, ra) / (m - 1) + jnp.eye(r.shape[1], dtype=r.dtype) / h
             proj = jnp.linalg.solve(c_rr, d.T).T
-        gain_applied = (proj @ ra.T) @ za / (m - 1)  # (M, p): C_zr applied to each member
+        gain_applied = matmul(matmul(proj, ra.T), za) / (m - 1)  # (M, p): C_zr applied to each member
         new = ens + gain_applied
         if self.inflation > 0:  # additive covariance inflation (Chada & Tong 2022)
             key, sub = jax.random.split(key)

@@ -38,6 +38,7 @@ import numpy as np
 
 from esm import constants
 from esm.parameters import Parameter
+from esm.precision import einsum
 from esm.shallow_water import HYPERDIFFUSION_PARAMETERS, coriolis_rotated
 from esm.spherical_harmonics import SphericalHarmonicGrid
 from esm.vertical import (SigmaCoordinates, interpolate_to_pressure, vertical_advection,
@@ -61,7 +62,7 @@ class PrimitiveEquationsState(eqx.Module):
 
 def _levels(matrix, field):
     """sum_j matrix[k, j] field[j, ...]."""
-    return jnp.einsum("kj,j...->k...", jnp.asarray(matrix, field.dtype), field)
+    return einsum("kj,j...->k...", jnp.asarray(matrix, field.dtype), field)
 
 
 def _split(x, sizes):
@@ -238,7 +239,7 @@ class PrimitiveEquations(eqx.Module):
             [force_u * secant, u * tvar * secant] + [u * q * secant for q in tracers_grid]
             + [force_v * secant, v * tvar * secant] + [v * q * secant for q in tracers_grid]
             + [0.5 * (u * u + v * v), heating,
-               jnp.einsum("k,k...->...", jnp.asarray(ds, nl.dtype), nl)[None]]
+               einsum("k,k...->...", jnp.asarray(ds, nl.dtype), nl)[None]]
             + [tracer_sources[n] for n in names])
         qu, qv, rest = _split(quad, [n_flux, n_flux, quad.shape[0] - 2 * n_flux])
         curl, div = g.curl_and_divergence_from_quadratures(qu, qv, n_curl=k)
@@ -267,7 +268,7 @@ class PrimitiveEquations(eqx.Module):
             vorticity=jnp.zeros_like(state.vorticity),
             divergence=-g.laplacian(geo),
             temperature_variation=-_levels(self._h_matrix(), div),
-            log_surface_pressure=-jnp.einsum("k,k...->...", jnp.asarray(vc.thickness, div.dtype),
+            log_surface_pressure=-einsum("k,k...->...", jnp.asarray(vc.thickness, div.dtype),
                                              div),
             tracers={k: jnp.zeros_like(q) for k, q in state.tracers.items()})
         rate = self._diffusion_rate(params, div.dtype)
@@ -317,7 +318,7 @@ class PrimitiveEquations(eqx.Module):
         factor = 1.0 / (d * d - eta**2 * lam * jnp.asarray(mu, dtype).reshape(-1, 1, 1, 1))
         div = _levels(modes, factor * _levels(modes_inv, rhs))
         temp = (state.temperature_variation - eta * _levels(self._h_matrix(), div)) / d
-        lnps = (state.log_surface_pressure - eta * jnp.einsum(
+        lnps = (state.log_surface_pressure - eta * einsum(
             "k,k...->...", jnp.asarray(vc.thickness, dtype), div)) / d
         return PrimitiveEquationsState(
             vorticity=state.vorticity / d, divergence=div, temperature_variation=temp,
@@ -356,7 +357,7 @@ class PrimitiveEquations(eqx.Module):
         g = self.grid
         q = g.to_nodal(state.tracers[name])
         ps = self.surface_pressure(state)
-        column = jnp.einsum("k,k...->...", jnp.asarray(self.vertical.thickness, q.dtype), q) * ps
+        column = einsum("k,k...->...", jnp.asarray(self.vertical.thickness, q.dtype), q) * ps
         return g.integrate(column) / constants.GRAVITY
 
     def fix_mass(self, state: PrimitiveEquationsState) -> PrimitiveEquationsState:
@@ -392,7 +393,7 @@ class PrimitiveEquations(eqx.Module):
         ds = jnp.asarray(self.vertical.thickness, ps.dtype)
 
         def mass(q_grid):
-            return g.integrate(jnp.einsum("k,k...->...", ds, q_grid) * ps)
+            return g.integrate(einsum("k,k...->...", ds, q_grid) * ps)
 
         fixed = {}
         for name, q in state.tracers.items():

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from esm import constants
+from esm.precision import einsum, matmul
 
 # Named triangular truncations on the standard quadratic (alias-free for quadratic terms)
 # Gaussian grids: nlat >= (3T + 1)/2, nlon = 2 nlat.
@@ -382,7 +383,7 @@ class SphericalHarmonicGrid:
             scale = self._fourier_scales[0][:, None]  # (M, 1) against (..., M, nlat)
             return jnp.stack([jnp.real(spec) * scale, -jnp.imag(spec) * scale], axis=-3)
         forward, _ = self._dft
-        out = (x @ forward).reshape(x.shape[:-1] + (2, self.n_m))
+        out = matmul(x, forward).reshape(x.shape[:-1] + (2, self.n_m))
         return jnp.moveaxis(out, -3, -1)
 
     # ----------------------------------------------------------------------- Legendre part
@@ -391,8 +392,8 @@ class SphericalHarmonicGrid:
         """Coefficients (..., 2, M, L) from the hemispherically symmetric and antisymmetric
         weighted parts (..., 2, M, nlat/2): the even-l functions are equatorially
         symmetric, the odd-l ones antisymmetric."""
-        even = jnp.einsum("...cmj,mjk->...cmk", sym, mats["even"])
-        odd = jnp.einsum("...cmj,mjk->...cmk", anti, mats["odd"])
+        even = einsum("...cmj,mjk->...cmk", sym, mats["even"])
+        odd = einsum("...cmj,mjk->...cmk", anti, mats["odd"])
         out = jnp.stack([even, odd], axis=-1)
         return out.reshape(out.shape[:-2] + (2 * even.shape[-1],))
 
@@ -400,8 +401,8 @@ class SphericalHarmonicGrid:
     def _legendre_sums(c, mats):
         """(sum over even l, sum over odd l) of c_n P_n on the northern nodes,
         each (..., 2, M, nlat/2); north = even + odd, south (mirrored) = even - odd."""
-        even = jnp.einsum("...cmk,mjk->...cmj", c[..., 0::2], mats["even"])
-        odd = jnp.einsum("...cmk,mjk->...cmj", c[..., 1::2], mats["odd"])
+        even = einsum("...cmk,mjk->...cmj", c[..., 0::2], mats["even"])
+        odd = einsum("...cmk,mjk->...cmj", c[..., 1::2], mats["odd"])
         return even, odd
 
     # ------------------------------------------------------------------ whole transforms
@@ -439,7 +440,7 @@ class SphericalHarmonicGrid:
             f = jnp.concatenate([(even - odd)[..., ::-1], even + odd], axis=-1)
             _, inverse = self._dft
             f = jnp.moveaxis(f, -1, -3)  # (..., nlat, 2, M)
-            return f.reshape(f.shape[:-2] + (2 * self.n_m,)) @ inverse
+            return matmul(f.reshape(f.shape[:-2] + (2 * self.n_m,)), inverse)
         scale = self._fourier_scales[1][:, None]
         ce = (even[..., 0, :, :] - 1j * even[..., 1, :, :]) * scale  # (..., M, nlat/2)
         co = (odd[..., 0, :, :] - 1j * odd[..., 1, :, :]) * scale

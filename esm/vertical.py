@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from esm.precision import einsum
+
 # SPEEDY's 8 layers (Molteni 2003, Clim. Dyn. 20, 175–191; half levels of its `hsg`).
 SPEEDY8_BOUNDARIES = (0.0, 0.05, 0.14, 0.26, 0.42, 0.60, 0.77, 0.90, 1.0)
 
@@ -172,7 +174,7 @@ def vertical_integrals(coords: "SigmaCoordinates", d):
     """
     k = coords.layers
     stacked = np.concatenate([coords.sigma_dot_matrix, coords.omega_matrix])
-    out = jnp.einsum("kj,j...->k...", jnp.asarray(stacked, d.dtype), d)
+    out = einsum("kj,j...->k...", jnp.asarray(stacked, d.dtype), d)
     return tuple(jnp.split(out, [k - 1]))
 
 

@@ -201,3 +201,28 @@ def test_jw_wave_tracer_stays_nearly_positive(x64):
     print(f"tracer: negative/total = {abs(negative) / total:.2e}, 5-day mass drift "
           f"{float((m1 - m0) / m0):.2e}")
     assert abs(negative) <= 1e-3 * total
+
+
+def test_every_dot_product_is_pinned_to_full_precision():
+    """XLA's default float32 dot precision is TensorFloat-32 on recent GPUs (esm.precision):
+    every dot_general traced in a primitive-equations step must ask for HIGHEST."""
+    from esm.precision import PRECISION
+    from esm.build import build_model
+    from esm.cli import compose, resolved
+    plain, _ = resolved(compose(["experiment=held_suarez", "resolution=t21", "levels=8"]))
+    setup = build_model(plain)
+    carry = setup.stepper.init(setup.initial_state, setup.params)
+    jaxpr = jax.make_jaxpr(setup.stepper.step)(carry, setup.params)
+
+    def dots(jx):
+        for eqn in jx.eqns:
+            if eqn.primitive.name == "dot_general":
+                yield eqn
+            for v in eqn.params.values():
+                inner = getattr(v, "jaxpr", None)
+                if inner is not None:
+                    yield from dots(getattr(inner, "jaxpr", inner))
+    found = list(dots(jaxpr.jaxpr))
+    assert len(found) >= 10
+    bad = [e.params["precision"] for e in found if e.params["precision"] != (PRECISION, PRECISION)]
+    assert not bad, bad
