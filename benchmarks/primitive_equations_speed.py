@@ -11,10 +11,13 @@ Parts (``--only``; all by default), float32, compile time excluded and reported 
   gradient      wall ratio gradient/forward and compiled memory of the gradient of a scalar of
                 the state after 10 and 40 days at T21 L20, for checkpoint policies none, step
                 and nested (and dinosaur with none/step).
+  step_rounds   the 10-day per-step-checkpointed ratio of diffesm and dinosaur, alternately,
+                ``--rounds`` times (how much each scatters on the machine).
 
     python benchmarks/primitive_equations_speed.py --only same_scheme
     python benchmarks/primitive_equations_speed.py --only default --stability-days 100
     python benchmarks/primitive_equations_speed.py --only gradient
+    python benchmarks/primitive_equations_speed.py --only step_rounds --rounds 4
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ def machine() -> str:
         model = platform.processor()
     import os
 
-    return f"{model}, {os.cpu_count()} cores, jax {jax.__version__}, {jax.devices()[0].platform}"
+    dev = jax.devices()[0]
+    return (f"{model}, {os.cpu_count()} cores, jax {jax.__version__}, {dev.platform}"
+            f" ({getattr(dev, 'device_kind', '')})")
 
 
 def best_time(compiled, *args, repeats: int = 3) -> float:
@@ -201,9 +206,40 @@ def part_gradient(rows, quick):
             pass
 
 
+def part_step_rounds(rows, rounds, quick):
+    s = setup("t21", 20, 30.0, "leapfrog")
+    st, x, p = s.stepper, s.initial_state, s.params
+    days = 2 if quick else 10
+    n = round(days * 86400 / s.dt)
+
+    def loss(x, p):
+        carry = rollout.advance(st.step, st.init(x, p), p, n, checkpoint="step")
+        return jnp.mean(st.current(carry).temperature_variation ** 2)
+
+    cf = jax.jit(loss).lower(x, p).compile()
+    cg = jax.jit(jax.grad(loss)).lower(x, p).compile()
+    for r in range(rounds):
+        tf, tg = best_time(cf, x, p), best_time(cg, x, p)
+        line = {"part": "step rounds", "config": f"T21 L20 {days} d, round {r + 1}",
+                "diffesm_forward_s": tf, "diffesm_gradient_s": tg, "diffesm_ratio": tg / tf}
+        try:
+            from dinosaur_pe_anchor import dinosaur_gradient_ratio
+
+            d = dinosaur_gradient_ratio(truncation=21, layers=20, dt_seconds=1800.0,
+                                        days=days, checkpoint="step")
+            line.update(dinosaur_forward_s=d["forward"]["run_s"],
+                        dinosaur_gradient_s=d["gradient"]["run_s"], dinosaur_ratio=d["ratio"])
+        except ImportError:
+            pass
+        rows.append(line)
+        print(line, flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=["same_scheme", "default", "gradient"], action="append")
+    ap.add_argument("--only", choices=["same_scheme", "default", "gradient", "step_rounds"],
+                    action="append")
+    ap.add_argument("--rounds", type=int, default=4, help="rounds of the step_rounds part")
     ap.add_argument("--stability-days", type=float, default=100.0)
     ap.add_argument("--quick", action="store_true", help="short smoke run")
     a = ap.parse_args()
@@ -217,6 +253,8 @@ def main():
         part_default(rows, a.stability_days, a.quick)
     if "gradient" in parts:
         part_gradient(rows, a.quick)
+    if "step_rounds" in parts:
+        part_step_rounds(rows, a.rounds, a.quick)
     print("\n| part | config | details |\n| --- | --- | --- |")
     for r in rows:
         details = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
