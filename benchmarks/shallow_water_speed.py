@@ -159,26 +159,11 @@ def peak(mem) -> str:
 
 
 # ------------------------------------------------------------------------------- speed
-BODY = "leapfrog-body"  # leapfrog without the lax.cond start switch (see make_step)
-
-
 def make_step(stepper_name, equation, dt):
-    """(stepper, step function, init function) for a stepper name or ``BODY``.
-
-    ``BODY``: the leapfrog's first (IMEX-SIL3) step is taken inside ``init`` and the scanned
-    step is ``SemiImplicitLeapfrog._leapfrog``, i.e. the leapfrog update without the
-    ``lax.cond`` that ``step`` uses to select the start scheme. It measures what that switch
-    costs; the step count per day is the same.
-    """
-    if stepper_name != BODY:
-        stepper = time_integration.make_stepper(stepper_name, equation, dt)
-        # Plain functions, not bound methods: jax.jit would try to hash the module.
-        return stepper, lambda c, p: stepper.step(c, p), lambda x, p: stepper.init(x, p)
-    stepper = time_integration.make_stepper("leapfrog", equation, dt)
-    if not hasattr(stepper, "_leapfrog"):
-        raise AttributeError("SemiImplicitLeapfrog has no _leapfrog body")
-    return (stepper, lambda c, p: stepper._leapfrog(c, p),
-            lambda x, p: stepper.step(stepper.init(x, p), p))
+    """(stepper, step function, init function) for a stepper name."""
+    stepper = time_integration.make_stepper(stepper_name, equation, dt)
+    # Plain functions, not bound methods: jax.jit would try to hash the module.
+    return stepper, lambda c, p: stepper.step(c, p), lambda x, p: stepper.init(x, p)
 
 
 def ours_rate(name, stepper_name, fourier, precision, defaults, min_seconds, chunk_days):
@@ -266,13 +251,9 @@ def part_speed(args, defaults, resolutions):
     chunk_days = 0.25 if args.quick else 1.0
     for name in resolutions:
         for fourier in ("fft", "matmul"):
-            for stepper_name in STEPPERS + (BODY,):
-                try:
-                    r = ours_rate(name, stepper_name, fourier, args.precision, defaults,
+            for stepper_name in STEPPERS:
+                r = ours_rate(name, stepper_name, fourier, args.precision, defaults,
                               args.min_seconds, chunk_days)
-                except AttributeError as e:
-                    print(f"  skipped {stepper_name}: {e}")
-                    continue
                 results[(name, stepper_name, fourier)] = r
                 rows.append([name.upper(), f"diffesm {stepper_name}", fourier, f"{r['dt']:g}",
                              f"{r['days_per_s']:.2f}", f"{r['ms_per_step']:.2f}",
@@ -301,12 +282,6 @@ def part_speed(args, defaults, resolutions):
             a, b = results[(name, stepper_name, "fft")], results[(name, stepper_name, "matmul")]
             summary.append(f"{name.upper()} {stepper_name}: matmul/fft speed "
                            f"{b['days_per_s'] / a['days_per_s']:.2f}")
-        for fourier in ("fft", "matmul"):
-            if (name, BODY, fourier) in results:
-                lf, body = results[(name, "leapfrog", fourier)], results[(name, BODY, fourier)]
-                summary.append(f"{name.upper()} {fourier}: leapfrog step() (with the lax.cond "
-                               f"start switch) / leapfrog body, time per step: "
-                               f"{lf['ms_per_step'] / body['ms_per_step']:.2f}")
         if (name, "dinosaur", "real") in results:
             d = results[(name, "dinosaur", "real")]
             best = max(results[(name, "imex_sil3", f)]["days_per_s"] for f in ("fft", "matmul"))
@@ -327,12 +302,11 @@ def part_grad(args, defaults):
     params = hyper(tau_h, args.precision)
     n = int(round(days * constants.SECONDS_PER_DAY / dt))
 
-    def make_loss(policy, variant=stepper_name):
-        stepper, step, init = make_step(variant, eq, dt)
-        n_scan = n if variant != BODY else n - 1
+    def make_loss(policy):
+        stepper, step, init = make_step(stepper_name, eq, dt)
 
         def loss(state, p):
-            carry = rollout.advance(step, init(state, p), p, n_scan, checkpoint=policy)
+            carry = rollout.advance(step, init(state, p), p, n, checkpoint=policy)
             h = eq.nodal_fields(stepper.current(carry))["height"]
             return jnp.mean(h * h)
         return loss
@@ -347,15 +321,9 @@ def part_grad(args, defaults):
                  mib(fwd_mem.output_size_in_bytes)])
     print(f"  {rows[-1]}", flush=True)
     grads = {}
-    runs = [(policy, stepper_name) for policy in rollout.CHECKPOINT_POLICIES]
-    runs += [(policy, BODY) for policy in rollout.CHECKPOINT_POLICIES]
-    for policy, variant in runs:
-        try:
-            loss_fn = make_loss(policy, variant)
-        except AttributeError:
-            continue
-        label = f"value_and_grad, checkpoint={policy}" + (
-            "" if variant == stepper_name else " (leapfrog body, first step outside the scan)")
+    for policy in rollout.CHECKPOINT_POLICIES:
+        loss_fn = make_loss(policy)
+        label = f"value_and_grad, checkpoint={policy}"
         g = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1)))
         compiled = g.lower(x0, params).compile()
         mem = compiled.memory_analysis()
@@ -365,8 +333,8 @@ def part_grad(args, defaults):
             rows.append([label, "failed", type(e).__name__,
                          mib(mem.temp_size_in_bytes), peak(mem), "", ""])
             continue
-        grads[(policy, variant)] = res
-        out[(policy, variant)] = {"seconds": secs, "ratio": secs / fwd_s,
+        grads[policy] = res
+        out[policy] = {"seconds": secs, "ratio": secs / fwd_s,
                                   "temp": mem.temp_size_in_bytes}
         rows.append([label, f"{secs:.3f}",
                      f"{secs / fwd_s:.2f}", mib(mem.temp_size_in_bytes), peak(mem),
@@ -374,14 +342,14 @@ def part_grad(args, defaults):
         print(f"  {rows[-1]}", flush=True)
     # The policies change only what is stored, not the result: check the gradients agree.
     agree = ""
-    if ("none", stepper_name) in grads:
-        ref = jax.tree.leaves(grads[("none", stepper_name)][1])
+    if "none" in grads:
+        ref = jax.tree.leaves(grads["none"][1])
         worst = 0.0
         for policy, (_, gr) in grads.items():
             for a, b in zip(jax.tree.leaves(gr), ref):
                 a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
                 worst = max(worst, float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-300)))
-        agree = (f"Max relative difference of the gradients between policies and variants: "
+        agree = (f"Max relative difference of the gradients between policies: "
                  f"{worst:.1e}.")
     table = md_table(["function", "wall s / call (best)", "ratio to forward",
                       "temp_size MiB", "peak_memory MiB", "arguments MiB", "outputs MiB"], rows)
@@ -390,9 +358,7 @@ def part_grad(args, defaults):
             f"timescale (jax.value_and_grad, argnums=(0, 1)); ratio = best value_and_grad "
             f"call / best forward call; memory from jax.jit(f).lower(...).compile()"
             f".memory_analysis() (temp_size = XLA temporaries, i.e. the stored residuals; "
-            f"peak_memory_in_bytes as reported by XLA:CPU). Rows marked 'leapfrog body' scan "
-            f"SemiImplicitLeapfrog._leapfrog after one step outside the scan, without the "
-            f"lax.cond that step() uses to pick the IMEX-SIL3 start. {agree}")
+            f"peak_memory_in_bytes as reported by XLA:CPU). {agree}")
     return table, note, out
 
 
@@ -436,18 +402,15 @@ def matmul_rate(precision, min_seconds, size=2048) -> float:
 
 def part_flops(args, defaults, resolutions, speed_results):
     rate = matmul_rate(args.precision, args.min_seconds)
-    rows, xla_flops = [], {}
+    rows = []
     for name in resolutions:
         dt_min, tau_h = defaults[name]
-        for stepper_name in (BODY,) + STEPPERS:
+        for stepper_name in STEPPERS:
             for fourier in ("fft", "matmul"):
                 grid = SphericalHarmonicGrid.from_name(name, dtype=args.precision,
                                                        fourier=fourier)
                 case = shallow_water.williamson6(grid)
-                try:
-                    _, step, init = make_step(stepper_name, case.equation, 60.0 * dt_min)
-                except AttributeError:
-                    continue
+                _, step, init = make_step(stepper_name, case.equation, 60.0 * dt_min)
                 params = hyper(tau_h, args.precision)
                 carry = jax.jit(init)(case.initial_state, params)
                 compiled = jax.jit(step).lower(carry, params).compile()
@@ -455,7 +418,7 @@ def part_flops(args, defaults, resolutions, speed_results):
                 if isinstance(cost, (list, tuple)):
                     cost = cost[0]
                 xla = float(cost.get("flops", float("nan")))
-                k = EXPLICIT_EVALUATIONS[stepper_name.split("-")[0]]
+                k = EXPLICIT_EVALUATIONS[stepper_name]
                 leg = legendre_flops(grid, k)["per_step"]
                 four = fourier_flops(grid, k)[fourier]
                 key = (name, stepper_name, fourier)
@@ -464,30 +427,22 @@ def part_flops(args, defaults, resolutions, speed_results):
                 else:
                     ms = ours_rate(name, stepper_name, fourier, args.precision, defaults,
                                    args.min_seconds, 0.25)["ms_per_step"]
-                xla_flops[key] = xla
-                # What a leapfrog step executes is the body (the cond's IMEX branch runs once).
-                executed = xla_flops.get((name, BODY, fourier), xla) if stepper_name == "leapfrog" else xla
-                achieved = executed / (ms * 1e-3)
+                achieved = xla / (ms * 1e-3)
                 rows.append([name.upper(), stepper_name, fourier, f"{xla / 1e6:.1f}",
-                             f"{executed / 1e6:.1f}",
                              f"{leg / 1e6:.1f}", f"{four / 1e6:.1f}", f"{ms:.2f}",
                              f"{achieved / 1e9:.2f}", f"{100 * achieved / rate:.1f} %"])
                 print(f"  {rows[-1]}", flush=True)
     rate = max(rate, matmul_rate(args.precision, args.min_seconds))
     table = md_table(["res", "stepper", "Fourier", "XLA flops of the jitted step (M)",
-                      "executed flops / step (M)", "analytic Legendre (M, dense)",
+                      "analytic Legendre (M, dense)",
                       "analytic Fourier (M)", "ms / step", "achieved GFLOP/s",
                       "of measured matmul rate"], rows)
     note = (f"Measured {args.precision} matmul rate (jnp 2048 x 2048 @ 2048 x 2048, jitted, "
             f"warm, best of the measurements before and after this table): "
             f"{rate / 1e9:.1f} GFLOP/s; the percentages in the table are relative to it. "
-            f"Achieved GFLOP/s = executed flops / time per step; executed flops = XLA flops, "
-            f"except for 'leapfrog', where the step's lax.cond runs the IMEX-SIL3 branch only "
-            f"once and the leapfrog body's flops are used. XLA flops are compiled.cost_analysis()['flops'] "
-            f"of the jitted step; ms / step from the speed part (or a short timing). XLA counts "
-            f"a lax.cond as its most expensive branch, so 'leapfrog' (whose step holds the "
-            f"IMEX-SIL3 start in a cond) shows IMEX-SIL3's flops; '{BODY}' is the leapfrog "
-            f"update alone. Analytic counts: dense Legendre einsums 2 M nlat L flops per "
+            f"Achieved GFLOP/s = XLA flops / time per step; XLA flops are "
+            f"compiled.cost_analysis()['flops'] of the jitted step; ms / step from the speed "
+            f"part (or a short timing). Analytic counts: dense Legendre einsums 2 M nlat L flops per "
             f"field transform, 15 transforms per explicit evaluation (1 per leapfrog step, 3 "
             f"per IMEX-SIL3, 4 per ARS443); Fourier: 11 transforms per evaluation, FFT as "
             f"2.5 N log2 N per row, matmul as 2 nlat nlon 2M.")
