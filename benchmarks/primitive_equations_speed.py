@@ -74,8 +74,10 @@ def setup(resolution, levels, dt_minutes, stepper, precision="float32", extra=()
     return build_model(plain)
 
 
-def ours_speed(resolution, levels, dt_minutes, stepper, n_steps):
-    s = setup(resolution, levels, dt_minutes, stepper)
+def ours_speed(resolution, levels, dt_minutes, stepper, n_steps, extra=(), repeats=1):
+    """(simulated days per wall second, compile seconds) of ``n_steps`` steps; the best of
+    ``repeats`` timed calls after a warm-up. ``extra``: further config overrides."""
+    s = setup(resolution, levels, dt_minutes, stepper, extra=extra)
     st = s.stepper
 
     @jax.jit
@@ -86,12 +88,7 @@ def ours_speed(resolution, levels, dt_minutes, stepper, n_steps):
     t0 = time.perf_counter()
     compiled = run.lower(carry, s.params).compile()
     compile_s = time.perf_counter() - t0
-    carry = compiled(carry, s.params)  # warm
-    jax.block_until_ready(carry)
-    t0 = time.perf_counter()
-    carry = compiled(carry, s.params)
-    jax.block_until_ready(carry)
-    wall = time.perf_counter() - t0
+    wall = best_time(compiled, carry, s.params, repeats=repeats)
     days = n_steps * s.dt / 86400.0
     return days / wall, compile_s
 
@@ -164,17 +161,21 @@ def part_default(rows, days, quick):
         print(line, flush=True)
 
 
+def final_temperature_loss(st, n, policy):
+    """Mean square spectral temperature deviation after ``n`` steps under ``policy``."""
+    def loss(x, p):
+        carry = rollout.advance(st.step, st.init(x, p), p, n, checkpoint=policy, levels=2)
+        return jnp.mean(st.current(carry).temperature_variation ** 2)
+    return loss
+
+
 def part_gradient(rows, quick):
     s = setup("t21", 20, 30.0, "leapfrog")
     st, eq = s.stepper, s.stepper.equation
     for days in ([2] if quick else [10, 40]):
         n = round(days * 86400 / s.dt)
         for policy in ("none", "step", "nested"):
-            def loss(x, p):
-                carry = rollout.advance(st.step, st.init(x, p), p, n, checkpoint=policy,
-                                        levels=2)
-                return jnp.mean(st.current(carry).temperature_variation ** 2)
-
+            loss = final_temperature_loss(st, n, policy)
             fwd = jax.jit(loss)
             grad = jax.jit(jax.grad(loss))
             x, p = s.initial_state, s.params
@@ -210,12 +211,7 @@ def part_step_rounds(rows, rounds, quick):
     s = setup("t21", 20, 30.0, "leapfrog")
     st, x, p = s.stepper, s.initial_state, s.params
     days = 2 if quick else 10
-    n = round(days * 86400 / s.dt)
-
-    def loss(x, p):
-        carry = rollout.advance(st.step, st.init(x, p), p, n, checkpoint="step")
-        return jnp.mean(st.current(carry).temperature_variation ** 2)
-
+    loss = final_temperature_loss(st, round(days * 86400 / s.dt), "step")
     cf = jax.jit(loss).lower(x, p).compile()
     cg = jax.jit(jax.grad(loss)).lower(x, p).compile()
     for r in range(rounds):

@@ -12,6 +12,9 @@ import pytest
 
 from esm import atmosphere_cases, rollout, time_integration
 from esm import primitive_equations as pe
+from esm.build import build_model
+from esm.cli import compose, resolved
+from esm.precision import PRECISION
 from esm.spherical_harmonics import SphericalHarmonicGrid
 from esm.vertical import SigmaCoordinates
 
@@ -206,9 +209,6 @@ def test_jw_wave_tracer_stays_nearly_positive(x64):
 def test_every_dot_product_is_pinned_to_full_precision():
     """XLA's default float32 dot precision is TensorFloat-32 on recent GPUs (esm.precision):
     every dot_general traced in a primitive-equations step must ask for HIGHEST."""
-    from esm.precision import PRECISION
-    from esm.build import build_model
-    from esm.cli import compose, resolved
     plain, _ = resolved(compose(["experiment=held_suarez", "resolution=t21", "levels=8"]))
     setup = build_model(plain)
     carry = setup.stepper.init(setup.initial_state, setup.params)
