@@ -30,7 +30,7 @@ max_wavenumber=T, gaussian_nodes=nlat//2)` (= `Grid.T21()` etc.), dinosaur nodal
 arrays are (..., lon, lat) with ascending Gauss latitudes, we transpose to
 (..., lat, lon).  Vertical: `SigmaCoordinates.equidistant(N)` (interfaces
 linspace(0, 1, N+1), centres midpoints), layer 0 at the top (sigma ~ 0), like
-`esm.vertical`; checked in `_build_coords`.
+`esm.atmosphere.sigma_coordinates`; checked in `_build_coords`.
 
 Units: dinosaur's `SimUnits.from_si()` constants (a = 6.37122e6 m,
 Omega = 7.292e-5 1/s, g = 9.80616 m/s^2, cp = 1004 J/kg/K, kappa = 2/7, so

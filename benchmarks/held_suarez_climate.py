@@ -20,13 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from esm import rollout
+from esm.core import rollout
 
 
 def build(overrides: list[str]):
     """The model of ``esm-run experiment=held_suarez <overrides>`` (same config path)."""
-    from esm.build import build_model
-    from esm.cli import compose, resolved
+    from esm.app.build import build_model
+    from esm.app.cli import compose, resolved
 
     plain, _ = resolved(compose(["experiment=held_suarez"] + overrides))
     jax.config.update("jax_enable_x64", plain["precision"] == "float64")
@@ -45,8 +45,8 @@ def run(overrides: list[str], spinup_days: float, average_days: float) -> dict:
     def daily(carry, p):
         carry = rollout.advance(stepper.step, carry, p, steps_per_day)
         f = eq.output_fields(stepper.current(carry))
-        return carry, (jnp.mean(f["ua"], axis=-1), jnp.mean(f["ta"], axis=-1),
-                       grid.mean(f["ps"]))
+        return carry, (jnp.mean(f["zonal_wind"], axis=-1), jnp.mean(f["temperature"], axis=-1),
+                       grid.mean(f["surface_pressure"]))
 
     @jax.jit
     def block(carry, p, n_days_static=10):

@@ -3,7 +3,7 @@ in docs/benchmarks.md).
 
 1. Held–Suarez, IMEX-SIL3, T21 L20 dt 30 min and T42 L24 dt 15 min, 5 simulated days:
    simulated days per wall second for the Fourier part `fft` / `matmul` (`dynamics.fourier`)
-   times dot precision HIGHEST (the model's, `esm.precision`) / DEFAULT (TensorFloat-32 on
+   times dot precision HIGHEST (the model's, `esm.core.precision`) / DEFAULT (TensorFloat-32 on
    recent NVIDIA GPUs; for comparison only), and dinosaur's `imex_rk_sil3` (best of 5).
 2. Gradient / forward wall ratio of a 10-day T21 L20 leapfrog run (loss as in
    `primitive_equations_speed.py`): no checkpointing, and per-step checkpointing with and
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import esm.precision  # noqa: E402
+import esm.core.precision  # noqa: E402
 import primitive_equations_speed as pes  # noqa: E402
 
 
@@ -32,12 +32,12 @@ def best(f, *args):
 
 
 def ours(res, lev, dt, fourier, precision, days):
-    esm.precision.PRECISION = getattr(jax.lax.Precision, precision)  # read at trace time
+    esm.core.precision.PRECISION = getattr(jax.lax.Precision, precision)  # read at trace time
     try:
         return pes.ours_speed(res, lev, dt, "imex_sil3", round(days * 1440 / dt),
                               extra=(f"dynamics.fourier={fourier}",), repeats=5)[0]
     finally:
-        esm.precision.PRECISION = jax.lax.Precision.HIGHEST
+        esm.core.precision.PRECISION = jax.lax.Precision.HIGHEST
 
 
 def main():

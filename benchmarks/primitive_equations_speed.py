@@ -36,9 +36,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from esm import rollout  # noqa: E402
-from esm.build import build_model  # noqa: E402
-from esm.cli import compose, resolved  # noqa: E402
+from esm.core import rollout  # noqa: E402
+from esm.app.build import build_model  # noqa: E402
+from esm.app.cli import compose, resolved  # noqa: E402
 
 
 def machine() -> str:
@@ -101,7 +101,7 @@ def ours_stable(resolution, levels, dt_minutes, stepper, days):
     @jax.jit
     def run(carry, p):
         carry = rollout.advance(st.step, carry, p, chunk)
-        return carry, jnp.max(jnp.abs(eq.output_fields(st.current(carry))["ua"]))
+        return carry, jnp.max(jnp.abs(eq.output_fields(st.current(carry))["zonal_wind"]))
 
     carry = jax.jit(lambda x, p: st.init(x, p))(s.initial_state, s.params)
     for _ in range(int(np.ceil(days / 10))):

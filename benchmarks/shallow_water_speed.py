@@ -67,8 +67,9 @@ if ARGS is not None and ARGS.precision == "float64":
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from esm import constants, rollout, shallow_water, time_integration  # noqa: E402
-from esm.spherical_harmonics import SphericalHarmonicGrid  # noqa: E402
+from esm.core import constants, rollout, time_integration
+from esm.atmosphere import cases  # noqa: E402
+from esm.core.spherical_harmonics import SphericalHarmonicGrid  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -171,7 +172,7 @@ def ours_rate(name, stepper_name, fourier, precision, defaults, min_seconds, chu
     dt_min, tau_h = defaults[name]
     dt = 60.0 * dt_min
     grid = SphericalHarmonicGrid.from_name(name, dtype=precision, fourier=fourier)
-    case = shallow_water.williamson6(grid)
+    case = cases.williamson6(grid)
     _, step, init = make_step(stepper_name, case.equation, dt)
     params = hyper(tau_h, precision)
     n = max(1, int(round(chunk_days * constants.SECONDS_PER_DAY / dt)))
@@ -200,7 +201,7 @@ def dinosaur_rate(name, precision, defaults, min_seconds, chunk_days, impl="real
     dt_min, tau_h = defaults[name]
     dt = 60.0 * dt_min
     grid_ours = SphericalHarmonicGrid.from_name(name, dtype="float64")
-    u, v, h = shallow_water.rossby_haurwitz_fields(grid_ours)
+    u, v, h = cases.rossby_haurwitz_fields(grid_ours)
     t, nlat = grid_ours.truncation, grid_ours.nlat
     grid, coords, specs = anchor.make_dinosaur_setup(
         t, nlat, constants.EARTH_RADIUS, constants.ANGULAR_VELOCITY, constants.GRAVITY)
@@ -297,7 +298,7 @@ def part_grad(args, defaults):
     dt = 60.0 * dt_min
     days = args.grad_days
     grid = SphericalHarmonicGrid.from_name(name, dtype=args.precision)
-    case = shallow_water.williamson6(grid)
+    case = cases.williamson6(grid)
     eq = case.equation
     params = hyper(tau_h, args.precision)
     n = int(round(days * constants.SECONDS_PER_DAY / dt))
@@ -307,7 +308,7 @@ def part_grad(args, defaults):
 
         def loss(state, p):
             carry = rollout.advance(step, init(state, p), p, n, checkpoint=policy)
-            h = eq.nodal_fields(stepper.current(carry))["height"]
+            h = eq.nodal_diagnostics(stepper.current(carry)).height
             return jnp.mean(h * h)
         return loss
 
@@ -409,7 +410,7 @@ def part_flops(args, defaults, resolutions, speed_results):
             for fourier in ("fft", "matmul"):
                 grid = SphericalHarmonicGrid.from_name(name, dtype=args.precision,
                                                        fourier=fourier)
-                case = shallow_water.williamson6(grid)
+                case = cases.williamson6(grid)
                 _, step, init = make_step(stepper_name, case.equation, 60.0 * dt_min)
                 params = hyper(tau_h, args.precision)
                 carry = jax.jit(init)(case.initial_state, params)

@@ -1,7 +1,7 @@
 """Accuracy and speed of float32 spherical-harmonic transforms by dot-product precision.
 
 XLA computes float32 dot products at ``jax.lax.Precision.DEFAULT`` in TensorFloat-32 on
-NVIDIA Ampere and later GPUs (one bfloat16 pass on TPUs); ``esm.precision`` pins every dot of
+NVIDIA Ampere and later GPUs (one bfloat16 pass on TPUs); ``esm.core.precision`` pins every dot of
 the model to ``HIGHEST``. This script shows why, on whatever backend JAX runs on: for each
 truncation it measures the round-trip error ||to_modal(to_nodal(c)) - c|| / ||c|| of a
 random spectrum with unit-variance coefficients (float32),
@@ -21,12 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import esm.precision
-from esm.spherical_harmonics import SphericalHarmonicGrid
+import esm.core.precision
+from esm.core.spherical_harmonics import SphericalHarmonicGrid
 
 
 def roundtrip(name, dtype, precision, levels):
-    esm.precision.PRECISION = precision  # read at trace time by esm.precision.einsum/matmul
+    esm.core.precision.PRECISION = precision  # read at trace time by esm.core.precision.einsum/matmul
     grid = SphericalHarmonicGrid.from_name(name, dtype=dtype)
     rng = np.random.default_rng(0)
     c = rng.standard_normal((levels,) + grid.modal_shape) * grid.mask
@@ -52,7 +52,7 @@ def main():
           f"{a.levels} fields per transform")
     print("| truncation | dtype | precision | round-trip rel. error | synthesis+analysis ms |")
     print("| --- | --- | --- | --- | --- |")
-    saved = esm.precision.PRECISION
+    saved = esm.core.precision.PRECISION
     try:
         for name in a.truncations:
             for p in ("DEFAULT", "HIGHEST"):
@@ -60,7 +60,7 @@ def main():
                 print(f"| {name.upper()} | float32 | {p} | {err:.2e} | {t * 1e3:.3f} |",
                       flush=True)
     finally:
-        esm.precision.PRECISION = saved
+        esm.core.precision.PRECISION = saved
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ OPEN_KEYS = ("physics.", "twin.truth.", "calibration.initial.")
 
 
 def config(*overrides):
-    from esm.cli import compose, resolved
+    from esm.app.cli import compose, resolved
 
     plain, _ = resolved(compose(["run.progress=false", *overrides], config_name="calibrate",
                                 open_keys=OPEN_KEYS))
@@ -54,7 +54,7 @@ def part_jacobian(out: dict):
     import jax
     import jax.numpy as jnp
 
-    from calibration.job import build_problem
+    from calibration.assembly import build_problem
 
     jax.config.update("jax_enable_x64", True)
     cfg = config("calibration.prior=false")
@@ -88,7 +88,7 @@ def part_laplace(out: dict, experiments: int):
     import jax
     import jax.numpy as jnp
 
-    from calibration.job import build_problem
+    from calibration.assembly import build_problem
     from calibration.optimizers import laplace_posterior
     from calibration.problem import noise_like
 
@@ -182,10 +182,10 @@ def part_january(out: dict, run_dir: Path, figure: Path | None):
     import jax.numpy as jnp
     import yaml
 
-    from calibration.job import build_problem
+    from calibration.assembly import build_problem
     from calibration.operators import ObservationOperator
     from calibration.observations import load_observations, observation_path
-    from esm import rollout
+    from esm.core import rollout
 
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     fitted = yaml.safe_load((run_dir / "parameters.yaml").read_text())["parameters"]
@@ -215,10 +215,10 @@ def part_january(out: dict, run_dir: Path, figure: Path | None):
         def observe(c):
             x = st.current(c)
             f = eq.output_fields(x)
-            u, v = f["ua"], f["va"]
+            u, v = f["zonal_wind"], f["meridional_wind"]
             ue, ve = u - u.mean(-1, keepdims=True), v - v.mean(-1, keepdims=True)
             eke_col = jnp.einsum("k,k...->...", jnp.asarray(layers, u.dtype),
-                                 0.5 * (ue**2 + ve**2)) * f["ps"] / 9.80616
+                                 0.5 * (ue**2 + ve**2)) * f["surface_pressure"] / 9.80616
             return {**op(eq, x), **v_op(eq, x), "eke": setup.grid.mean(eke_col)}
 
         _, samples = rollout.integrate(st.step, carry, params, fwd.n_samples * fwd.sample_every,

@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from esm import atmosphere_cases, rollout, time_integration
-from esm.spherical_harmonics import SphericalHarmonicGrid
-from esm.vertical import SigmaCoordinates
+from esm.atmosphere import cases as atmosphere_cases
+from esm.core import rollout, time_integration
+from esm.core.spherical_harmonics import SphericalHarmonicGrid
+from esm.atmosphere.sigma_coordinates import SigmaCoordinates
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"

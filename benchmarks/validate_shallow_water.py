@@ -40,8 +40,9 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from esm import constants, rollout, shallow_water, time_integration  # noqa: E402
-from esm.spherical_harmonics import SphericalHarmonicGrid  # noqa: E402
+from esm.core import constants, rollout, time_integration
+from esm.atmosphere import cases  # noqa: E402
+from esm.core.spherical_harmonics import SphericalHarmonicGrid  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dinosaur_anchor import dinosaur_shallow_water  # noqa: E402
@@ -110,8 +111,8 @@ def pattern_correlation(grid, a, b) -> float:
 
 
 def grid_fields(case, state=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    f = case.equation.nodal_fields(case.initial_state if state is None else state)
-    return tuple(np.asarray(f[k]) for k in ("u", "v", "height"))
+    f = case.equation.nodal_diagnostics(case.initial_state if state is None else state)
+    return tuple(np.asarray(x) for x in (f.zonal_wind, f.meridional_wind, f.height))
 
 
 class Clock:
@@ -152,7 +153,7 @@ def part_case6(args) -> tuple[str, bool]:
     name, dt, days = "t42", args.case6_dt, 5.0
     tau_h = DEFAULT_TAU_HOURS[name]
     grid = SphericalHarmonicGrid.from_name(name, dtype="float64")
-    base = shallow_water.williamson6(grid)
+    base = cases.williamson6(grid)
     u0, v0, h0 = grid_fields(base)
     # Our semi-implicit reference depth (g h0 = g 8000 m in Williamson's formulas); the
     # adapter's default would be the area mean of the initial depth (9523 m).
@@ -183,7 +184,7 @@ def part_case6(args) -> tuple[str, bool]:
         clock = Clock()
         key = (ours, tuple(sorted(options.items())), diffuse)
         if key not in ours_cache:
-            case = shallow_water.williamson6(grid, hyperdiffusion_order=2 if diffuse else 0)
+            case = cases.williamson6(grid, hyperdiffusion_order=2 if diffuse else 0)
             state = run_ours(case, hyper(tau_h) if diffuse else {}, ours, dt, days, **options)
             ours_cache[key] = grid_fields(case, state)[2]
         h_ours = ours_cache[key]
@@ -217,7 +218,7 @@ def part_case6(args) -> tuple[str, bool]:
 
 Day-5 free-surface height of our model and of dinosaur {_dinosaur_version()} (Google's
 spectral shallow-water model, run through `benchmarks/dinosaur_anchor.py`), both started
-from the same initial grid fields (`case.equation.nodal_fields(case.initial_state)`: u, v,
+from the same initial grid fields (`case.equation.nodal_diagnostics(case.initial_state)`: u, v,
 h on the 64 x 128 Gaussian grid), T42, dt = {dt:g} s, {days:g} days
 ({int(round(days * 86400 / dt))} steps), float64, del^4 hyperdiffusion with e-folding time
 {tau_h:g} h at n = T, and the same semi-implicit reference depth ({ref_depth:g} m, ours;
@@ -310,15 +311,15 @@ def part_galewsky(args) -> tuple[str, bool]:
     for name, dt, step_name in [("t85", dt85, stepper), ("t170", dt170, stepper),
                                 ("t85", dt85, other)]:
         grid = SphericalHarmonicGrid.from_name(name, dtype="float64")
-        case = shallow_water.galewsky(grid, perturbed=True)
+        case = cases.galewsky(grid, perturbed=True)
         tau_h = DEFAULT_TAU_HOURS[name]
         clock = Clock()
         state = run_ours(case, hyper(tau_h), step_name, dt, days)
         key = f"ours {name.upper()} {step_name}"
         timings[key] = clock()
-        fields = case.equation.nodal_fields(state)
-        vort = np.asarray(fields["vorticity"])
-        speed = np.sqrt(np.asarray(fields["u"]) ** 2 + np.asarray(fields["v"]) ** 2)
+        fields = case.equation.nodal_diagnostics(state)
+        vort = np.asarray(fields.vorticity)
+        speed = np.sqrt(np.asarray(fields.zonal_wind) ** 2 + np.asarray(fields.meridional_wind) ** 2)
         # Advective Courant number of the shortest resolved wave: max|v| dt T / a.
         courant = float(speed.max()) * dt * grid.truncation / grid.radius
         finite = bool(np.all(np.isfinite(vort)))
@@ -397,13 +398,13 @@ def part_galewsky(args) -> tuple[str, bool]:
                      "max abs zeta (1/s)", "wall s"], stab_rows)
     text = f"""### Galewsky barotropically unstable jet, day 6
 
-Galewsky, Scott & Polvani (2004) perturbed jet (`shallow_water.galewsky(grid,
+Galewsky, Scott & Polvani (2004) perturbed jet (`cases.galewsky(grid,
 perturbed=True)`: height in the model's own discrete balance plus their 120 m bump), float64,
 {days:g} days, dt = {dt85:g} s at T85 and {dt170:g} s at T170, del^4 hyperdiffusion at each
 resolution's default e-folding time (T85: {DEFAULT_TAU_HOURS['t85']:g} h, T170:
 {DEFAULT_TAU_HOURS['t170']:g} h), main stepper `{stepper}` (model default settings).
 Dinosaur {_dinosaur_version()} starts from our T85 initial u, v, h
-(`nodal_fields(initial_state)`) with the same dt, hyperdiffusion settings and reference
+(`nodal_diagnostics(initial_state)`) with the same dt, hyperdiffusion settings and reference
 depth ({ref_depth:g} m).
 
 Metric: eddy (zonal-mean-removed) relative vorticity at day 6; pattern correlation =
@@ -489,7 +490,7 @@ def part_convergence(args) -> tuple[str, bool]:
 
     clock = Clock()
     ref_grid = SphericalHarmonicGrid.from_name(reference, dtype="float64")
-    ref_case = shallow_water.williamson6(ref_grid)
+    ref_case = cases.williamson6(ref_grid)
     ref_state = run_ours(ref_case, hyper(DEFAULT_TAU_HOURS[reference]), stepper, dt, days)
     h_ref = height_on(ref_grid, ref_case, ref_state)
     t_ref = clock()
@@ -497,7 +498,7 @@ def part_convergence(args) -> tuple[str, bool]:
     rows, errors = [], []
     for name in names:
         grid = SphericalHarmonicGrid.from_name(name, dtype="float64")
-        case = shallow_water.williamson6(grid)
+        case = cases.williamson6(grid)
         state = run_ours(case, hyper(DEFAULT_TAU_HOURS[name]), stepper, dt, days)
         err = l2(ref_grid, height_on(ref_grid, case, state), h_ref)
         t = clock()

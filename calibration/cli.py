@@ -16,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from esm.cli import (EXIT_BAD_INPUT, EXIT_BLOWUP, EXIT_ERROR, EXIT_OK, _configure_jax,
+from esm.app.cli import (EXIT_BAD_INPUT, EXIT_BLOWUP, EXIT_ERROR, EXIT_OK, _configure_jax,
                      compose, group_options, resolved)
 
 PROG = "esm-calibrate"
@@ -75,7 +75,7 @@ def calibrate_main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return EXIT_OK
     from calibration.observations import ObservationError
-    from esm.build import ConfigError
+    from esm.app.build import ConfigError
 
     try:
         cfg = compose(argv, config_name="calibrate", open_keys=OPEN_KEYS)
@@ -88,18 +88,20 @@ def calibrate_main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         return _fail(str(e))
     from calibration.job import CalibrationJob
-    from esm import io
+    from esm.driver import files
+    from esm.driver.restart import RestartMismatch
+    from esm.driver.simulation import DriverError
 
     t0 = time.perf_counter()
     try:
         job = CalibrationJob(plain, run_dir,
                              progress=bool((plain.get("run") or {}).get("progress", True)))
         summary = job.run()
-    except (ConfigError, ObservationError) as e:
+    except (ConfigError, DriverError, RestartMismatch, ObservationError) as e:
         return _fail(str(e))
     except FloatingPointError as e:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        io.atomic_write_json(Path(run_dir) / "summary.json", {
+        files.atomic_write_json(Path(run_dir) / "summary.json", {
             "status": "error", "initial_loss": None, "final_loss": None, "iterations": 0,
             "wall_seconds": time.perf_counter() - t0, "error": str(e)})
         print(f"{PROG}: {e}", file=sys.stderr)
@@ -113,7 +115,7 @@ def calibrate_main(argv: list[str] | None = None) -> int:
     except Exception as e:
         traceback.print_exc()
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        io.atomic_write_json(Path(run_dir) / "summary.json", {
+        files.atomic_write_json(Path(run_dir) / "summary.json", {
             "status": "error", "initial_loss": None, "final_loss": None, "iterations": None,
             "wall_seconds": time.perf_counter() - t0, "error": f"{type(e).__name__}: {e}"})
         return EXIT_ERROR
@@ -124,7 +126,7 @@ def calibrate_main(argv: list[str] | None = None) -> int:
 
 
 def console_entry() -> None:  # pragma: no cover
-    from esm.cli import _install_signal_handlers
+    from esm.app.cli import _install_signal_handlers
 
     _install_signal_handlers()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

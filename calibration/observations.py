@@ -21,7 +21,6 @@ The shipped files live in ``data/`` (package ``esm._data``): ``observation_path(
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 import re
 import warnings
@@ -97,7 +96,9 @@ DERIVED = re.compile(r"anom|potential|tendenc|dew|std|deviation|spread|variance|
 
 def observation_path(name: str) -> Path:
     """Path of a file shipped in data/ (e.g. 'coads_climatology.nc')."""
-    return Path(str(importlib.resources.files("esm._data") / name))
+    from esm.app.data import data_dir
+
+    return data_dir() / name
 
 
 def parse_units(units: str | None) -> tuple[str, str, float, float] | None:

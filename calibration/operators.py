@@ -4,7 +4,7 @@
 
 1. CMIP-named grid fields from the model's diagnostics (``ta``, ``ua``, ``va``, ``zg``, ``ps``),
    interpolated from sigma to pressure levels linearly in ln p **without extrapolation**
-   (``esm.vertical.interpolate_to_pressure``: levels above the top layer midpoint or below the
+   (``esm.atmosphere.sigma_coordinates.interpolate_to_pressure``: levels above the top layer midpoint or below the
    lowest one are NaN, i.e. masked);
 2. horizontally onto the observation grid: the identity when the observation grid is the
    model's Gaussian grid (exact), otherwise separable bilinear interpolation (linear in
@@ -30,8 +30,9 @@ from typing import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from esm.precision import einsum
-from esm.spherical_harmonics import SphericalHarmonicGrid
+from esm.core.precision import einsum
+from esm.driver.output import to_cmip
+from esm.core.spherical_harmonics import SphericalHarmonicGrid
 
 REDUCTIONS = ("none", "zonal_mean")
 
@@ -92,7 +93,7 @@ class ObservationOperator:
     """Model state -> {variable: array on the observation grid}.
 
     Attributes:
-      variables: CMIP names among the equation's ``output_fields`` (ta, ua, va, zg, wap, ps).
+      variables: CMIP names of the equation's ``output_fields`` (ta, ua, va, zg, wap, ps).
       plev: pressure levels (Pa) for 3-d variables; None keeps model sigma layers.
       lat, lon: observation grid (degrees; lat ascending, lon in [0, 360)); None = model grid.
       reduction: ``none`` (fields on (lat, lon)) or ``zonal_mean`` (fields on lat only).
@@ -152,7 +153,7 @@ class ObservationOperator:
         return out
 
     def __call__(self, equation, state) -> dict[str, jnp.ndarray]:
-        fields = equation.output_fields(state, pressure_levels=self.plev)
+        fields = to_cmip(equation.output_fields(state, pressure_levels=self.plev))
         missing = [v for v in self.variables if v not in fields]
         if missing:
             raise ValueError(f"observed variable(s) {missing} are not model outputs; choose "

@@ -12,9 +12,9 @@ what each evaluated).
   with his diagonal scaling) on r(z); the Jacobian by forward mode (``jax.jacfwd``: p JVPs,
   each about one tangent rollout), suited to few parameters.
 * ``OptaxMinimizer``: optax Adam (Kingma & Ba 2015) with global-norm gradient clipping and
-  non-finite-step skipping (``optax.apply_if_finite``), physical parameters and network weights
-  in separate optimisers (``optax.partition``); or optax L-BFGS (Liu & Nocedal 1989) with a
-  zoom line search (Nocedal & Wright 2006, alg. 3.5–3.6).
+  non-finite-step skipping (``optax.apply_if_finite``); or optax L-BFGS (Liu & Nocedal 1989)
+  with a zoom line search (Nocedal & Wright 2006, alg. 3.5–3.6). Both work on the vector of
+  unconstrained physical parameters.
 * ``EnsembleKalmanInversion``: Iglesias, Law & Stuart (2013, Inverse Problems 29, 045001,
   eq. 9) with perturbed observations, in whitened space (data covariance I) and with the prior
   as extra observations (Chada, Stuart & Tong 2020); the ensemble's forward runs are vmapped.
@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from esm.precision import matmul
+from esm.core.precision import matmul
 
 METHODS = ("gauss_newton", "adam", "lbfgs", "eki")
 
@@ -86,35 +86,22 @@ class GaussNewton:
         return float(state["trial_loss"]) if bool(state["accepted"]) else previous_loss
 
 
-def _label_tree(tree):
-    """optax.partition labels: the 'network' subtree gets its own optimiser."""
-    return {k: jax.tree.map(lambda _: "network" if k == "network" else "physical", v)
-            for k, v in tree.items()}
-
-
 @dataclasses.dataclass(eq=False)
 class OptaxMinimizer:
-    """optax Adam (clipped, non-finite steps skipped) or L-BFGS on the loss.
-
-    The iterate is a pytree ``{"physical": z}`` (later also ``{"network": weights}``), so
-    physical parameters and network weights get separate optimisers via ``optax.partition``.
-    """
+    """optax Adam (clipped, non-finite steps skipped) or L-BFGS on the loss of the
+    unconstrained physical parameters ``z``."""
 
     problem: Any
     method: str = "adam"
     learning_rate: float = 0.05
-    network_learning_rate: float = 1e-3
     clip_norm: float = 10.0
     max_consecutive_errors: int = 5
     lbfgs_memory: int = 10
 
     def __post_init__(self):
         if self.method == "adam":
-            def adam(lr):
-                return optax.chain(optax.clip_by_global_norm(self.clip_norm), optax.adam(lr))
-
-            inner = optax.partition({"physical": adam(self.learning_rate),
-                                     "network": adam(self.network_learning_rate)}, _label_tree)
+            inner = optax.chain(optax.clip_by_global_norm(self.clip_norm),
+                                optax.adam(self.learning_rate))
             self.transform = optax.apply_if_finite(inner, self.max_consecutive_errors)
         elif self.method == "lbfgs":
             self.transform = optax.lbfgs(memory_size=self.lbfgs_memory)
@@ -122,28 +109,22 @@ class OptaxMinimizer:
             raise ValueError(f"optax method {self.method!r}; choose adam or lbfgs")
         self.step = jax.jit(self._step)
 
-    def _tree_loss(self, tree):
-        return self.problem.loss(tree["physical"])
-
     def init(self, z0, key=None):
-        tree = {"physical": z0}
         dtype = z0.dtype
-        return {"z": z0, "opt_state": self.transform.init(tree),
+        return {"z": z0, "opt_state": self.transform.init(z0),
                 "loss": jnp.asarray(jnp.nan, dtype), "grad_norm": jnp.asarray(jnp.nan, dtype)}
 
     def _step(self, state):
-        tree = {"physical": state["z"]}
+        z, loss = state["z"], self.problem.loss
         if self.method == "lbfgs":
-            value, grad = optax.value_and_grad_from_state(self._tree_loss)(
-                tree, state=state["opt_state"])
+            value, grad = optax.value_and_grad_from_state(loss)(z, state=state["opt_state"])
             updates, opt_state = self.transform.update(
-                grad, state["opt_state"], tree, value=value, grad=grad,
-                value_fn=self._tree_loss)
+                grad, state["opt_state"], z, value=value, grad=grad, value_fn=loss)
         else:
-            value, grad = jax.value_and_grad(self._tree_loss)(tree)
-            updates, opt_state = self.transform.update(grad, state["opt_state"], tree)
-        tree = optax.apply_updates(tree, updates)
-        return {"z": tree["physical"], "opt_state": opt_state, "loss": value,
+            value, grad = jax.value_and_grad(loss)(z)
+            updates, opt_state = self.transform.update(grad, state["opt_state"], z)
+        z = optax.apply_updates(z, updates)
+        return {"z": z, "opt_state": opt_state, "loss": value,
                 "grad_norm": optax.tree.norm(grad)}
 
     def loss_after(self, state, previous_loss: float) -> float | None:
@@ -234,7 +215,6 @@ def make_method(name: str, problem, options: dict):
     if name in ("adam", "lbfgs"):
         return OptaxMinimizer(problem, method=name,
                               learning_rate=float(options.get("learning_rate", 0.05)),
-                              network_learning_rate=float(options.get("network_learning_rate", 1e-3)),
                               clip_norm=float(options.get("clip_norm", 10.0)),
                               lbfgs_memory=int(options.get("lbfgs_memory", 10)))
     if name == "eki":

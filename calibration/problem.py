@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from esm import rollout
-from esm.parameters import Parameter
+from esm.core import rollout
+from esm.core.parameters import Parameter
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

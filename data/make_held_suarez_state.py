@@ -4,7 +4,7 @@ The model (diffesm's dry primitive equations with Held & Suarez 1994 forcing, de
 parameters, leapfrog + RAW, dt = 30 min, float64) starts from an isothermal 300 K atmosphere at
 rest with 0.1 K noise (seed 0) and runs SPINUP_DAYS days. The final state is written on the
 Gaussian grid (u, v, T per layer; ps) in float64, from which the spectral state is recovered
-exactly (esm.primitive_equations.state_from_fields).
+exactly (esm.atmosphere.primitive_equations.state_from_fields).
 
 Run:  python data/make_held_suarez_state.py      (about a minute on 2 CPU cores)
 """
@@ -23,9 +23,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from esm import atmosphere_cases, parameters, rollout, time_integration  # noqa: E402
-from esm.spherical_harmonics import SphericalHarmonicGrid  # noqa: E402
-from esm.vertical import SigmaCoordinates  # noqa: E402
+from esm.atmosphere import cases as atmosphere_cases
+from esm.core import parameters, rollout, time_integration  # noqa: E402
+from esm.core.spherical_harmonics import SphericalHarmonicGrid  # noqa: E402
+from esm.atmosphere.sigma_coordinates import SigmaCoordinates  # noqa: E402
 from parametrizations import HeldSuarez  # noqa: E402
 
 SPINUP_DAYS = 300
@@ -50,7 +51,7 @@ def main() -> int:
     carry = stepper.init(case.initial_state, params)
     for i in range(SPINUP_DAYS // 50):
         carry = chunk(carry, params)
-        u = eq.output_fields(stepper.current(carry))["ua"]
+        u = eq.output_fields(stepper.current(carry))["zonal_wind"]
         print(f"day {(i + 1) * 50}: max |u| = {float(jnp.max(jnp.abs(u))):.1f} m/s", flush=True)
     state = stepper.current(carry)
     f = eq.output_fields(state)
@@ -58,13 +59,13 @@ def main() -> int:
     lon = np.rad2deg(grid.longitude)
     ds = xr.Dataset(
         {
-            "ua": (("sigma", "lat", "lon"), np.asarray(f["ua"]),
+            "ua": (("sigma", "lat", "lon"), np.asarray(f["zonal_wind"]),
                    {"standard_name": "eastward_wind", "units": "m s-1"}),
-            "va": (("sigma", "lat", "lon"), np.asarray(f["va"]),
+            "va": (("sigma", "lat", "lon"), np.asarray(f["meridional_wind"]),
                    {"standard_name": "northward_wind", "units": "m s-1"}),
-            "ta": (("sigma", "lat", "lon"), np.asarray(f["ta"]),
+            "ta": (("sigma", "lat", "lon"), np.asarray(f["temperature"]),
                    {"standard_name": "air_temperature", "units": "K"}),
-            "ps": (("lat", "lon"), np.asarray(f["ps"]),
+            "ps": (("lat", "lon"), np.asarray(f["surface_pressure"]),
                    {"standard_name": "surface_air_pressure", "units": "Pa"}),
         },
         coords={

@@ -1,6 +1,6 @@
 """Physical and learned parametrizations: column schemes with declared free parameters."""
 
-from parametrizations.base import AbstractParametrization, ColumnState, ColumnTendencies
+from esm.atmosphere.column import AbstractParametrization, ColumnState, ColumnTendencies
 from parametrizations.held_suarez import HeldSuarez
 
 __all__ = ["AbstractParametrization", "ColumnState", "ColumnTendencies", "HeldSuarez"]

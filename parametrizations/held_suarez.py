@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import jax.numpy as jnp
 
-from esm.parameters import Parameter
-from parametrizations.base import (AbstractParametrization, ColumnState, ColumnTendencies,
+from esm.core.parameters import Parameter
+from esm.atmosphere.column import (AbstractParametrization, ColumnState, ColumnTendencies,
                                    array_module)
 
 SECONDS_PER_DAY = 86400.0

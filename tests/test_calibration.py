@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from calibration.job import CalibrationJob, build_problem
+from calibration.assembly import build_problem
+from calibration.job import CalibrationJob
 from calibration.operators import (ObservationOperator, latitude_cell_weights,
                                    pressure_thickness_weights)
-from esm.cli import compose, resolved
+from esm.app.cli import compose, resolved
 
 TRUTH = {"held_suarez.k_f": 1.3, "held_suarez.k_a": 0.0175, "held_suarez.k_s": 0.325,
          "held_suarez.delta_T_y": 42.0, "held_suarez.delta_theta_z": 13.0}
@@ -60,7 +61,7 @@ def test_weights_are_cell_areas_and_thicknesses():
 
 
 def test_operator_is_exact_on_the_model_grid_and_linear_in_latitude(x64):
-    from esm.spherical_harmonics import SphericalHarmonicGrid
+    from esm.core.spherical_harmonics import SphericalHarmonicGrid
 
     grid = SphericalHarmonicGrid.from_name("t21", dtype="float64")
     lat_m = np.rad2deg(grid.latitude)

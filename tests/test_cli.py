@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def esm_run(args, cwd, env=None, python=sys.executable, timeout=600):
-    code = "import sys; from esm.cli import run_main; sys.exit(run_main(sys.argv[1:]))"
+    code = "import sys; from esm.app.cli import run_main; sys.exit(run_main(sys.argv[1:]))"
     return subprocess.run([python, "-c", code, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -161,8 +161,8 @@ def test_runs_from_a_built_wheel(tmp_path):
     assert inst.returncode == 0, inst.stderr
     shutil.rmtree(target / "bin", ignore_errors=True)
     env = dict(os.environ, PYTHONPATH=str(target))
-    where = subprocess.run([sys.executable, "-c", "import esm, esm.cli; print(esm.__file__); "
-                            "print(esm.cli.config_dir())"], cwd=tmp_path, env=env,
+    where = subprocess.run([sys.executable, "-c", "import esm, esm.app.cli; print(esm.__file__); "
+                            "print(esm.app.cli.config_dir())"], cwd=tmp_path, env=env,
                            capture_output=True, text=True)
     assert where.returncode == 0, where.stderr
     assert all(line.startswith(str(target)) for line in where.stdout.split()), where.stdout

@@ -21,8 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from esm import constants, rollout, shallow_water, time_integration
-from esm.spherical_harmonics import SphericalHarmonicGrid
+from esm.core import constants, rollout, time_integration
+from esm.atmosphere import cases
+from esm.core.spherical_harmonics import SphericalHarmonicGrid
 
 N_STEPS = 72
 SAVE_EVERY = 24
@@ -33,7 +34,7 @@ _CACHE = {}
 def _setup():
     """Grid, stepper, initial state, params and a random direction (float64; call under x64)."""
     grid = SphericalHarmonicGrid.from_name("t21", dtype="float64")
-    case = shallow_water.williamson6(grid, hyperdiffusion_order=2)
+    case = cases.williamson6(grid, hyperdiffusion_order=2)
     stepper = time_integration.make_stepper("leapfrog", case.equation, 1200.0)
     x0 = case.initial_state
     params = {"hyperdiffusion": {"timescale": jnp.asarray(TIMESCALE)}}

@@ -10,13 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from esm import atmosphere_cases, rollout, time_integration
-from esm import primitive_equations as pe
-from esm.build import build_model
-from esm.cli import compose, resolved
-from esm.precision import PRECISION
-from esm.spherical_harmonics import SphericalHarmonicGrid
-from esm.vertical import SigmaCoordinates
+from esm.atmosphere import cases as atmosphere_cases
+from esm.core import rollout, time_integration
+from esm.atmosphere import primitive_equations as pe
+from esm.app.build import build_model
+from esm.app.cli import compose, resolved
+from esm.core.precision import PRECISION
+from esm.core.spherical_harmonics import SphericalHarmonicGrid
+from esm.atmosphere.sigma_coordinates import SigmaCoordinates
 
 
 def random_state(grid, vertical, seed, n_max=10, tracers=()):
@@ -49,17 +50,17 @@ def test_energy_conversion_cancels_pressure_gradient_work(x64, levels):
     @jax.jit
     def terms(state):
         d = eq.nodal_diagnostics(state)
-        temperature = d["temperature"]
+        temperature = d.temperature
         phi = eq.geopotential(temperature)
         gx, gy = grid.gradient(grid.to_modal(phi))
         ps = eq.surface_pressure(state)
         ds = jnp.asarray(vertical.thickness)[:, None, None]
         r = pe.GAS_CONSTANT
-        force_x = gx + r * temperature * d["dlnps_dx"]
-        force_y = gy + r * temperature * d["dlnps_dy"]
-        power = d["u"] * force_x + d["v"] * force_y
+        force_x = gx + r * temperature * d.log_surface_pressure_gradient_x
+        force_y = gy + r * temperature * d.log_surface_pressure_gradient_y
+        power = d.zonal_wind * force_x + d.meridional_wind * force_y
         work = grid.integrate(jnp.sum(ps * ds * power, axis=0))
-        conversion = grid.integrate(jnp.sum(ps * ds * r * temperature * d["omega_over_p"], axis=0))
+        conversion = grid.integrate(jnp.sum(ps * ds * r * temperature * d.omega_over_p, axis=0))
         scale = grid.integrate(jnp.sum(ps * ds * jnp.abs(power), axis=0))
         return work, conversion, scale
 
@@ -73,7 +74,7 @@ def test_energy_conversion_cancels_pressure_gradient_work(x64, levels):
 def test_vertical_integrals_values_and_derivatives(x64, levels):
     """sigma-dot and the omega integral equal the SB81 matrices applied to D (1e-14), and
     their custom JVP (partial sums) gives jvp = vjp and gradients = centred FD (1e-8)."""
-    from esm.vertical import vertical_integrals
+    from esm.atmosphere.sigma_coordinates import vertical_integrals
 
     vc = SigmaCoordinates.from_name(levels)
     rng = np.random.default_rng(4)
@@ -156,8 +157,8 @@ def test_jw_steady_state_t42_l26_float32(days):
     final = _run(case, params, "leapfrog", 600.0, days * 144)
     eq = case.equation
     ps = eq.surface_pressure(final)
-    u0 = eq.output_fields(case.initial_state)["ua"]
-    u1 = eq.output_fields(final)["ua"]
+    u0 = eq.output_fields(case.initial_state)["zonal_wind"]
+    u1 = eq.output_fields(final)["zonal_wind"]
     ps_dev = float(jnp.max(jnp.abs(ps - 1e5))) / 100.0
     u_rms = float(jnp.sqrt(jnp.mean((u1 - u0) ** 2)))
     print(f"JW steady: max |ps - 1000 hPa| = {ps_dev:.4f} hPa, rms du = {u_rms:.4f} m/s")
@@ -207,7 +208,7 @@ def test_jw_wave_tracer_stays_nearly_positive(x64):
 
 
 def test_every_dot_product_is_pinned_to_full_precision():
-    """XLA's default float32 dot precision is TensorFloat-32 on recent GPUs (esm.precision):
+    """XLA's default float32 dot precision is TensorFloat-32 on recent GPUs (esm.core.precision):
     every dot_general traced in a primitive-equations step must ask for HIGHEST."""
     plain, _ = resolved(compose(["experiment=held_suarez", "resolution=t21", "levels=8"]))
     setup = build_model(plain)

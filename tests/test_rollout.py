@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from esm import rollout, shallow_water, time_integration
-from esm.spherical_harmonics import SphericalHarmonicGrid
+from esm.core import rollout, time_integration
+from esm.atmosphere import cases
+from esm.core.spherical_harmonics import SphericalHarmonicGrid
 
 N_STEPS, SAVE_EVERY = 8, 2
 _LOOP = {}
@@ -21,7 +22,7 @@ _LOOP = {}
 
 def _model():
     grid = SphericalHarmonicGrid.from_name("t21", dtype="float64")
-    case = shallow_water.williamson6(grid, hyperdiffusion_order=2)
+    case = cases.williamson6(grid, hyperdiffusion_order=2)
     stepper = time_integration.make_stepper("leapfrog", case.equation, 1200.0)
     params = {"hyperdiffusion": {"timescale": jnp.asarray(6 * 3600.0)}}
     return stepper, case.initial_state, params

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from esm import rollout, shallow_water, time_integration
-from esm.spherical_harmonics import SphericalHarmonicGrid
+from esm.core import rollout, time_integration
+from esm.atmosphere import cases
+from esm.core.spherical_harmonics import SphericalHarmonicGrid
 
 
 def run(case, params, stepper_name, dt, days):
@@ -37,7 +38,7 @@ def test_williamson5_mass_and_energy(x64, order, tolerance):
     the change is reported, not bounded: ~ -4e-5 measured.
     """
     grid = SphericalHarmonicGrid.from_name("t42", dtype="float64")
-    case = shallow_water.williamson5(grid, hyperdiffusion_order=order)
+    case = cases.williamson5(grid, hyperdiffusion_order=order)
     params = hyper(14.0) if order else {}
     final = run(case, params, "leapfrog", 900.0, 15.0)
     eq = case.equation
@@ -66,13 +67,13 @@ DEFAULT_TAU_HOURS = {"t21": 24.0, "t31": 18.0, "t42": 14.0, "t85": 8.6, "t170": 
 
 def _resolution_errors(names, reference, dt, days):
     ref_grid = SphericalHarmonicGrid.from_name(reference, dtype="float64")
-    ref_case = shallow_water.williamson6(ref_grid)
+    ref_case = cases.williamson6(ref_grid)
     ref = run(ref_case, hyper(DEFAULT_TAU_HOURS[reference]), "leapfrog", dt, days)
     h_ref = _height_on(ref_grid, ref_case, ref)
     errors = []
     for name in names:
         grid = SphericalHarmonicGrid.from_name(name, dtype="float64")
-        case = shallow_water.williamson6(grid)
+        case = cases.williamson6(grid)
         state = run(case, hyper(DEFAULT_TAU_HOURS[name]), "leapfrog", dt, days)
         errors.append(_l2(ref_grid, _height_on(ref_grid, case, state), h_ref))
     return errors
@@ -101,13 +102,13 @@ def test_galewsky_unperturbed_jet_is_steady(x64):
     a steady state of the discrete equations; the del^4 diffusion (not part of the steady
     problem) would damp the truncated jet's tail by ~1e-4 in 6 days."""
     grid = SphericalHarmonicGrid.from_name("t85", dtype="float64")
-    case = shallow_water.galewsky(grid, perturbed=False, hyperdiffusion_order=0)
+    case = cases.galewsky(grid, perturbed=False, hyperdiffusion_order=0)
     final = run(case, {}, "leapfrog", 450.0, 6.0)
     eq = case.equation
-    h0 = eq.nodal_fields(case.initial_state)["height"]
-    h1 = eq.nodal_fields(final)["height"]
+    h0 = eq.nodal_diagnostics(case.initial_state).height
+    h1 = eq.nodal_diagnostics(final).height
     change = _l2(grid, h1, h0)
-    vort = eq.nodal_fields(final)["vorticity"]
+    vort = eq.nodal_diagnostics(final).vorticity
     eddy = vort - vort.mean(axis=-1, keepdims=True)
     ratio = float(jnp.max(jnp.abs(eddy)) / jnp.max(jnp.abs(vort)))
     print(f"galewsky unperturbed: height change {change:.2e}, eddy/max vorticity {ratio:.2e}")
@@ -119,9 +120,9 @@ def test_galewsky_perturbed_jet_develops_eddies():
     """The perturbation grows: by day 4 eddy vorticity is a sizeable fraction of the jet's
     (Galewsky et al. 2004, Fig. 4: the wave breaks between days 4 and 6)."""
     grid = SphericalHarmonicGrid.from_name("t42")
-    case = shallow_water.galewsky(grid, perturbed=True)
+    case = cases.galewsky(grid, perturbed=True)
     final = run(case, hyper(14.0), "leapfrog", 900.0, 4.0)
-    vort = case.equation.nodal_fields(final)["vorticity"]
+    vort = case.equation.nodal_diagnostics(final).vorticity
     eddy = vort - vort.mean(axis=-1, keepdims=True)
     assert float(jnp.max(jnp.abs(eddy)) / jnp.max(jnp.abs(vort))) > 0.1
     assert np.all(np.isfinite(np.asarray(vort)))

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from esm.spherical_harmonics import (
+from esm.core.spherical_harmonics import (
     SphericalHarmonicGrid,
     gauss_legendre_nodes,
     normalized_legendre,

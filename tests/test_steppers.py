@@ -22,8 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from esm import constants, rollout, shallow_water, time_integration
-from esm.spherical_harmonics import SphericalHarmonicGrid
+from esm.core import constants, rollout, time_integration
+from esm.atmosphere import cases
+from esm.core.spherical_harmonics import SphericalHarmonicGrid
 
 
 def _steps_to(stepper, total_time):
@@ -56,25 +57,25 @@ def _case2_error(dtype, alphas):
     lat, lon = grid.lat_lon_mesh
     errors = {}
     for alpha in alphas:
-        case = shallow_water.williamson2(grid, alpha=alpha, hyperdiffusion_order=0)
+        case = cases.williamson2(grid, alpha=alpha, hyperdiffusion_order=0)
         stepper = time_integration.make_stepper("leapfrog", case.equation, dt)
         assert _steps_to(stepper, total) == int(total / dt)
         final = run(stepper, case.initial_state, {})
-        fields = case.equation.nodal_fields(final)
-        assert fields["height"].dtype == jnp.dtype(dtype)
+        fields = case.equation.nodal_diagnostics(final)
+        assert fields.height.dtype == jnp.dtype(dtype)
         # Analytic solution (eqs. 90-95), evaluated in float64 on the grid.
         rot = -np.cos(lon) * np.cos(lat) * np.sin(alpha) + np.sin(lat) * np.cos(alpha)
         h0 = (2.94e4 - (a * omega * u0 + 0.5 * u0**2) * rot**2) / gravity
         u_exact = u0 * (np.cos(lat) * np.cos(alpha) + np.cos(lon) * np.sin(lat) * np.sin(alpha))
         v_exact = -u0 * np.sin(lon) * np.sin(alpha)
-        h = np.asarray(fields["height"], np.float64)
+        h = np.asarray(fields.height, np.float64)
 
         def integ(x):
             return float(grid.integrate(jnp.asarray(x, dtype)))
 
         err_h = np.sqrt(integ((h - h0) ** 2) / integ(h0**2))
-        du = np.asarray(fields["u"], np.float64) - u_exact
-        dv = np.asarray(fields["v"], np.float64) - v_exact
+        du = np.asarray(fields.zonal_wind, np.float64) - u_exact
+        dv = np.asarray(fields.meridional_wind, np.float64) - v_exact
         err_v = np.sqrt(integ(du**2 + dv**2) / integ(u_exact**2 + v_exact**2))
         errors[alpha] = (err_h, err_v)
     return errors
@@ -114,10 +115,10 @@ _REFERENCE = {}
 def _case6_height(name, dt, fourier="fft", **options):
     """Total height (m) on the T21 grid after CONVERGENCE_TIME, float64, no diffusion."""
     grid = SphericalHarmonicGrid.from_name("t21", dtype="float64", fourier=fourier)
-    case = shallow_water.williamson6(grid, hyperdiffusion_order=0)
+    case = cases.williamson6(grid, hyperdiffusion_order=0)
     stepper = time_integration.make_stepper(name, case.equation, dt, **options)
     final = _make_run(_steps_to(stepper, CONVERGENCE_TIME))(stepper, case.initial_state, {})
-    return grid, np.asarray(case.equation.nodal_fields(final)["height"]), stepper.order
+    return grid, np.asarray(case.equation.nodal_diagnostics(final).height), stepper.order
 
 
 def _reference_height():
@@ -233,7 +234,7 @@ def test_unknown_stepper_name():
 def test_leapfrog_without_filter(x64):
     """robert = 0 (plain semi-implicit leapfrog) must run and equal the limit robert -> 0."""
     grid = SphericalHarmonicGrid.from_name("t21", dtype="float64")
-    case = shallow_water.williamson6(grid, hyperdiffusion_order=0)
+    case = cases.williamson6(grid, hyperdiffusion_order=0)
     plain = time_integration.make_stepper("leapfrog", case.equation, 1200.0, robert=0.0)
     tiny = time_integration.make_stepper("leapfrog", case.equation, 1200.0, robert=1e-300)
     a = plain.step(plain.step(plain.init(case.initial_state, {}), {}), {})

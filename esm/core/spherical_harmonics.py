@@ -34,8 +34,8 @@ import functools
 import jax.numpy as jnp
 import numpy as np
 
-from esm import constants
-from esm.precision import einsum, matmul
+from esm.core import constants
+from esm.core.precision import einsum, matmul
 
 # Named triangular truncations on the standard quadratic (alias-free for quadratic terms)
 # Gaussian grids: nlat >= (3T + 1)/2, nlon = 2 nlat.

@@ -2,7 +2,7 @@
 
 A parametrization (physical or learned) maps its parameters and one column of the model
 state to tendencies of that column. It is written for one column; the dynamical core
-vmaps it over the grid. Its free parameters are declared once (``esm.parameters.Parameter``)
+vmaps it over the grid. Its free parameters are declared once (``esm.core.parameters.Parameter``)
 and arrive as ``params[scheme_name]``, a dict of arrays, so gradients flow to them.
 """
 
@@ -59,7 +59,7 @@ class AbstractParametrization(eqx.Module):
     @property
     @abc.abstractmethod
     def parameters(self):
-        """The scheme's declared free parameters (tuple of esm.parameters.Parameter)."""
+        """The scheme's declared free parameters (tuple of esm.core.parameters.Parameter)."""
 
     @abc.abstractmethod
     def column_tendencies(self, params: dict, column: ColumnState, time) -> ColumnTendencies:

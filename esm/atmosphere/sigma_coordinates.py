@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from esm.precision import einsum
+from esm.core.precision import einsum
 
 # SPEEDY's 8 layers (Molteni 2003, Clim. Dyn. 20, 175–191; half levels of its `hsg`).
 SPEEDY8_BOUNDARIES = (0.0, 0.05, 0.14, 0.26, 0.42, 0.60, 0.77, 0.90, 1.0)

@@ -2,7 +2,8 @@
 
 ``cfg`` is a nested mapping (the resolved hydra config as a dict): nothing below this module
 reads configuration. Bad values raise ``ConfigError`` with a one-line message that names the
-value and the fix.
+value and the fix. Shipped data (the spun-up Held–Suarez state) is read here, through
+``esm.app.data``, and handed to the cases as arrays.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any, Callable, Mapping
 import jax
 import numpy as np
 
-from esm import constants, parameters, shallow_water, time_integration
-from esm.spherical_harmonics import FOURIER_METHODS, RESOLUTIONS, SphericalHarmonicGrid
+from esm.atmosphere import cases
+from esm.core import constants, parameters, time_integration
+from esm.core.spherical_harmonics import FOURIER_METHODS, RESOLUTIONS, SphericalHarmonicGrid
 
 
 class ConfigError(ValueError):
@@ -32,7 +34,7 @@ class ModelSetup:
       params: parameter pytree (argument of every step).
       initial_state: prognostic state at time 0.
       dt: time step in seconds.
-      output: jit-able function state -> {CMIP short name: grid array}.
+      output: jit-able function state -> {descriptive field name: grid array}.
       parameter_declarations: the model's declared free parameters.
       sigma: model levels for 3-d output (None for single-layer models).
       plev: pressure levels (Pa) when 3-d output is interpolated to them.
@@ -129,15 +131,16 @@ def build_shallow_water(cfg: Mapping) -> ModelSetup:
     grid = build_grid(cfg)
     dt = time_step_seconds(cfg)
     case_name = str(_get(cfg, "experiment.case"))
-    if case_name not in shallow_water.CASES:
-        raise ConfigError(f"experiment.case={case_name!r}; choose one of {', '.join(shallow_water.CASES)}")
+    if case_name not in cases.SHALLOW_WATER_CASES:
+        raise ConfigError(f"experiment.case={case_name!r}; choose one of "
+                          f"{', '.join(cases.SHALLOW_WATER_CASES)}")
     order, diffusion = _hyperdiffusion(cfg)
     options = {}
     if case_name == "williamson2":
         options["alpha"] = float(_get(cfg, "experiment.alpha", 0.0))
     if case_name == "galewsky":
         options["perturbed"] = bool(_get(cfg, "experiment.perturbed", True))
-    case = shallow_water.CASES[case_name](grid, hyperdiffusion_order=order, **options)
+    case = cases.SHALLOW_WATER_CASES[case_name](grid, hyperdiffusion_order=order, **options)
     eq = case.equation
     declarations = eq.parameters
     overrides = _parameter_overrides(cfg, declarations)
@@ -148,20 +151,14 @@ def build_shallow_water(cfg: Mapping) -> ModelSetup:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     stepper = build_stepper(cfg, eq, dt)
-
-    def output(state):
-        fields = eq.nodal_fields(state)
-        return {"ua": fields["u"], "va": fields["v"], "zg": fields["height"],
-                "vor": fields["vorticity"]}
-
     return ModelSetup(experiment=str(_get(cfg, "experiment.name", case_name)), grid=grid,
                       stepper=stepper, params=params, initial_state=case.initial_state, dt=dt,
-                      output=output, parameter_declarations=declarations,
+                      output=eq.output_fields, parameter_declarations=declarations,
                       description=case.description)
 
 
 def build_vertical(cfg: Mapping):
-    from esm.vertical import SigmaCoordinates
+    from esm.atmosphere.sigma_coordinates import SigmaCoordinates
 
     try:
         return SigmaCoordinates.from_name(_get(cfg, "levels", 20))
@@ -183,8 +180,8 @@ def _hyperdiffusion(cfg: Mapping) -> tuple[int, dict[str, float]]:
 
 
 def build_primitive_equations(cfg: Mapping) -> ModelSetup:
-    from esm import atmosphere_cases
-    from esm.vertical import STANDARD_PRESSURE_LEVELS
+    from esm.app import data
+    from esm.atmosphere.sigma_coordinates import STANDARD_PRESSURE_LEVELS
     from parametrizations import HeldSuarez
 
     grid = build_grid(cfg)
@@ -195,22 +192,22 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
     t_ref = float(_get(cfg, "dynamics.reference_temperature", 300.0))
     tracers = tuple(_get(cfg, "experiment.tracers", ()) or ())
     if case_name in ("jw_steady", "jw_wave"):
-        case = atmosphere_cases.jablonowski_williamson(
+        case = cases.jablonowski_williamson(
             grid, vertical, perturb=case_name == "jw_wave", hyperdiffusion_order=order,
             reference_temperature=t_ref, tracers=tracers)
     elif case_name == "held_suarez":
-        case = atmosphere_cases.held_suarez(
+        case = cases.held_suarez(
             grid, vertical, parametrizations=(HeldSuarez(),), hyperdiffusion_order=order,
             seed=int(_get(cfg, "experiment.seed", 0)), reference_temperature=t_ref,
             mass_fixer=bool(_get(cfg, "dynamics.mass_fixer", True)))
     elif case_name == "held_suarez_spun_up":
-        try:
-            case = atmosphere_cases.held_suarez_spun_up(
-                grid, parametrizations=(HeldSuarez(),), hyperdiffusion_order=order,
-                reference_temperature=t_ref,
-                mass_fixer=bool(_get(cfg, "dynamics.mass_fixer", True)))
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        if grid.truncation != data.HELD_SUAREZ_STATE_TRUNCATION:
+            raise ConfigError(f"the shipped Held-Suarez state is T{data.HELD_SUAREZ_STATE_TRUNCATION}; "
+                              f"got T{grid.truncation} (use resolution=t21)")
+        case = cases.held_suarez_spun_up(
+            grid, data.held_suarez_state(), parametrizations=(HeldSuarez(),),
+            hyperdiffusion_order=order, reference_temperature=t_ref,
+            mass_fixer=bool(_get(cfg, "dynamics.mass_fixer", True)))
         vertical = case.equation.vertical
     else:
         raise ConfigError(f"experiment.case={case_name!r}; choose one of jw_steady, jw_wave, "

@@ -14,6 +14,8 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
+
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_BLOWUP = 0, 1, 2, 3
 GROUPS = ("experiment", "resolution")
 
@@ -50,7 +52,7 @@ def config_dir() -> Path:
             return packaged
     except (ModuleNotFoundError, TypeError):
         pass
-    source = Path(__file__).resolve().parents[1] / "configs"
+    source = Path(__file__).resolve().parents[2] / "configs"
     if (source / "config.yaml").exists():
         return source
     raise RuntimeError("cannot find diffesm's configs/ folder; reinstall diffesm")
@@ -95,7 +97,7 @@ def compose(overrides: list[str], config_name: str = "config",
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from esm.build import ConfigError
+    from esm.app.build import ConfigError
 
     message = _check_group_overrides(overrides)
     if message:
@@ -118,7 +120,7 @@ def resolved(cfg) -> tuple[dict, str]:
     """(config without the hydra node as a plain dict, run directory)."""
     from omegaconf import OmegaConf, open_dict
 
-    from esm.build import ConfigError
+    from esm.app.build import ConfigError
 
     try:
         run_dir = str(cfg.hydra.run.dir)
@@ -143,7 +145,7 @@ def run_main(argv: list[str] | None = None) -> int:
         print(USAGE.format(experiments=" | ".join(group_options("experiment")),
                            resolutions=" | ".join(group_options("resolution"))))
         return EXIT_OK
-    from esm.build import ConfigError
+    from esm.app.build import ConfigError
 
     try:
         cfg = compose(argv)
@@ -160,13 +162,18 @@ def run_main(argv: list[str] | None = None) -> int:
 def _run(plain: dict, run_dir: str) -> int:
     from omegaconf import OmegaConf
 
-    from esm import io
-    from esm.build import ConfigError, _positive, build_model
-    from esm.simulation import BlowUp, Simulation
+    from esm.app.build import ConfigError, _positive, build_model
+    from esm.core import constants
+    from esm.driver import files
+    from esm.driver.output import GridCoordinates, NetCDFWriter
+    from esm.driver.restart import RESTART_NAME, RestartMismatch
+    from esm.driver.simulation import (BlowUp, DriverError, HealthCheck, ProgressBar,
+                                       RestartWriter, Simulation, whole_steps)
 
     run_path = Path(run_dir)
     summary_path = run_path / "summary.json"
     t0 = time.perf_counter()
+    sim = None
     try:
         setup = build_model(plain)
         run = plain.get("run", {})
@@ -178,49 +185,61 @@ def _run(plain: dict, run_dir: str) -> int:
         if restart and not Path(str(restart)).exists():
             raise ConfigError(f"run.restart={restart!r} does not exist; give a run directory "
                               "or its restart.npz")
-        sim = Simulation(setup, run_path, days=_positive(plain, "run.days"),
-                         output_every_hours=_positive(plain, "output.every_hours"),
-                         restart=str(restart) if restart else None,
-                         snapshots_per_file=int(out.get("snapshots_per_file", 24)),
-                         progress=bool(run.get("progress", True)),
-                         attrs={"experiment": setup.experiment, "title": setup.description,
-                                "resolution": identity["resolution"],
-                                "precision": identity["precision"],
-                                "time_step_seconds": setup.dt},
-                         identity=identity)
+        days = _positive(plain, "run.days")
+        every_hours = _positive(plain, "output.every_hours")
+        n_steps = whole_steps(days * constants.SECONDS_PER_DAY, setup.dt, f"run.days={days:g}")
+        every = whole_steps(every_hours * constants.SECONDS_PER_HOUR, setup.dt,
+                            f"output.every_hours={every_hours:g}")
+        grid = setup.grid
+        writer = NetCDFWriter(
+            run_path, setup.output, every,
+            GridCoordinates(lat=np.rad2deg(grid.latitude), lon=np.rad2deg(grid.longitude),
+                            sigma=setup.sigma, plev=setup.plev),
+            dt=setup.dt, name="output",
+            attrs={"experiment": setup.experiment, "title": setup.description,
+                   "resolution": identity["resolution"], "precision": identity["precision"],
+                   "time_step_seconds": setup.dt})
+        callbacks = [HealthCheck(), RestartWriter(run_path / RESTART_NAME, identity)]
+        if bool(run.get("progress", True)):
+            callbacks.append(ProgressBar(setup.experiment))
+        sim = Simulation(setup, n_steps, writers=[writer], callbacks=callbacks,
+                         restart=str(restart) if restart else None, identity=identity,
+                         snapshots_per_chunk=int(out.get("snapshots_per_file", 24)))
         run_path.mkdir(parents=True, exist_ok=True)
-        io.atomic_write_text(run_path / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
-    except ConfigError as e:
+        files.atomic_write_text(run_path / "config.yaml",
+                                OmegaConf.to_yaml(OmegaConf.create(plain)))
+    except (ConfigError, DriverError) as e:
         return _fail(str(e))
+    compile_seconds = lambda: sim.compile_seconds if sim is not None else 0.0  # noqa: E731
     try:
         summary = sim.run()
-    except ConfigError as e:
+    except (ConfigError, DriverError, RestartMismatch, FileNotFoundError) as e:
         return _fail(str(e))
     except BlowUp as e:
-        io.atomic_write_json(summary_path, {
+        files.atomic_write_json(summary_path, {
             "status": "error", "steps": e.step, "simulated_days": e.simulated_days,
-            "wall_seconds": time.perf_counter() - t0, "compile_seconds": sim.compile_seconds,
+            "wall_seconds": time.perf_counter() - t0, "compile_seconds": compile_seconds(),
             "sim_days_per_second": None, "error": str(e),
             "failure": {"step": e.step, "simulated_days": e.simulated_days,
                         "simulated_hours": e.simulated_days * 24.0, "fields": e.fields}})
         print(f"esm-run: {e}", file=sys.stderr)
         return EXIT_BLOWUP
     except KeyboardInterrupt:
-        io.atomic_write_json(summary_path, {
+        files.atomic_write_json(summary_path, {
             "status": "error", "steps": None, "simulated_days": None,
-            "wall_seconds": time.perf_counter() - t0, "compile_seconds": sim.compile_seconds,
+            "wall_seconds": time.perf_counter() - t0, "compile_seconds": compile_seconds(),
             "sim_days_per_second": None, "error": "interrupted; continue with run.restart="
                                                    f"{run_path}"})
         print(f"esm-run: interrupted; output so far is in {run_path}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:  # anything else: keep the traceback, record the failure
         traceback.print_exc()
-        io.atomic_write_json(summary_path, {
+        files.atomic_write_json(summary_path, {
             "status": "error", "steps": None, "simulated_days": None,
-            "wall_seconds": time.perf_counter() - t0, "compile_seconds": sim.compile_seconds,
+            "wall_seconds": time.perf_counter() - t0, "compile_seconds": compile_seconds(),
             "sim_days_per_second": None, "error": f"{type(e).__name__}: {e}"})
         return EXIT_ERROR
-    io.atomic_write_json(summary_path, summary)
+    files.atomic_write_json(summary_path, summary)
     print(f"esm-run: {summary['simulated_days']:g} days in {summary['wall_seconds']:.1f} s "
           f"({summary['sim_days_per_second']:.2f} simulated days/s, compile "
           f"{summary['compile_seconds']:.1f} s); output in {run_path}", file=sys.stderr)
@@ -230,8 +249,8 @@ def _run(plain: dict, run_dir: str) -> int:
 def params_main(argv: list[str] | None = None) -> int:
     """``esm-params [OVERRIDES]``: the free parameters of the configured model as a table."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from esm.build import ConfigError, build_model
-    from esm.parameters import table
+    from esm.app.build import ConfigError, build_model
+    from esm.core.parameters import table
 
     try:
         plain, _ = resolved(compose(argv))

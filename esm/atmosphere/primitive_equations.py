@@ -36,13 +36,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from esm import constants
-from esm.parameters import Parameter
-from esm.precision import einsum
-from esm.shallow_water import HYPERDIFFUSION_PARAMETERS, coriolis_rotated
-from esm.spherical_harmonics import SphericalHarmonicGrid
-from esm.vertical import (SigmaCoordinates, interpolate_to_pressure, vertical_advection,
-                          vertical_integrals)
+from esm.atmosphere import hyperdiffusion
+from esm.atmosphere.column import ColumnState
+from esm.atmosphere.coriolis import coriolis_rotated
+from esm.atmosphere.sigma_coordinates import (SigmaCoordinates, interpolate_to_pressure,
+                                              vertical_advection, vertical_integrals)
+from esm.core import constants
+from esm.core.parameters import Parameter
+from esm.core.precision import einsum
+from esm.core.spherical_harmonics import SphericalHarmonicGrid
 
 GAS_CONSTANT = 287.04  # J/(kg K), dry air (Jablonowski & Williamson 2006)
 KAPPA = 2.0 / 7.0
@@ -77,6 +79,27 @@ def _column(values, like):
     return jnp.asarray(values, like.dtype).reshape((-1,) + (1,) * (like.ndim - 1))
 
 
+class PrimitiveEquationsDiagnostics(eqx.Module):
+    """Grid fields shared by the tendencies, the physics and the output.
+
+    3-d fields have shape (K, nlat, nlon), 2-d ones (nlat, nlon); SI units.
+    """
+
+    zonal_wind: jax.Array
+    meridional_wind: jax.Array
+    vorticity: jax.Array
+    divergence: jax.Array
+    temperature_variation: jax.Array  # T - T_ref(sigma)
+    temperature: jax.Array
+    log_surface_pressure: jax.Array  # ln(ps / 1000 hPa), 2-d
+    log_surface_pressure_gradient_x: jax.Array  # 1/m, 2-d
+    log_surface_pressure_gradient_y: jax.Array  # 1/m, 2-d
+    log_surface_pressure_advection: jax.Array  # v . grad ln ps (1/s)
+    sigma_dot: jax.Array  # (K - 1, ...), interior interfaces (1/s)
+    omega_over_p: jax.Array  # 1/s
+    tracers: dict  # name -> (K, nlat, nlon)
+
+
 class PrimitiveEquations(eqx.Module):
     """Dry primitive equations as an implicit–explicit ODE with column parametrizations.
 
@@ -102,7 +125,7 @@ class PrimitiveEquations(eqx.Module):
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
-        decls = HYPERDIFFUSION_PARAMETERS if self.hyperdiffusion_order else ()
+        decls = hyperdiffusion.parameters(self.hyperdiffusion_order)
         for scheme in self.parametrizations:
             decls = decls + tuple(scheme.parameters)
         return decls
@@ -127,12 +150,8 @@ class PrimitiveEquations(eqx.Module):
         return h
 
     # ------------------------------------------------------------------ grid diagnostics
-    def nodal_diagnostics(self, state: PrimitiveEquationsState) -> dict[str, jax.Array]:
-        """Grid fields shared by the tendencies and the output (all shapes (K, nlat, nlon)
-        unless noted): u, v, vorticity, divergence, temperature_variation, temperature,
-        dlnps_dx / dlnps_dy (1/m, (nlat, nlon)), lnps_advection (v . grad ln ps),
-        sigma_dot ((K-1, ...), interior interfaces), omega_over_p (1/s), tracers,
-        log_surface_pressure (ln(ps / 1000 hPa), (nlat, nlon))."""
+    def nodal_diagnostics(self, state: PrimitiveEquationsState) -> PrimitiveEquationsDiagnostics:
+        """The grid fields of ``state`` (see ``PrimitiveEquationsDiagnostics``)."""
         g, vc = self.grid, self.vertical
         k = vc.layers
         psi = g.inverse_laplacian(state.vorticity)
@@ -159,38 +178,33 @@ class PrimitiveEquations(eqx.Module):
         advection = u * dx + v * dy
         total = delta + advection
         sigma_dot, omega_integral = vertical_integrals(vc, total)
-        return {
-            "u": u, "v": v, "vorticity": zeta, "divergence": delta,
-            "temperature_variation": tvar,
-            "temperature": tvar + _column(self._t_ref, tvar),
-            "dlnps_dx": dx, "dlnps_dy": dy, "lnps_advection": advection,
-            "sigma_dot": sigma_dot,
-            "omega_over_p": advection - omega_integral,
-            "tracers": tracers,
-            "log_surface_pressure": rest[-1][0],
-        }
+        return PrimitiveEquationsDiagnostics(
+            zonal_wind=u, meridional_wind=v, vorticity=zeta, divergence=delta,
+            temperature_variation=tvar, temperature=tvar + _column(self._t_ref, tvar),
+            log_surface_pressure=rest[-1][0],
+            log_surface_pressure_gradient_x=dx, log_surface_pressure_gradient_y=dy,
+            log_surface_pressure_advection=advection, sigma_dot=sigma_dot,
+            omega_over_p=advection - omega_integral, tracers=tracers)
 
     def _physics(self, params, d):
         """Sum of the parametrizations' grid tendencies (u, v, T, tracers)."""
         if not self.parametrizations:
             return None
-        from parametrizations.base import ColumnState
-
         g = self.grid
-        ps = REFERENCE_SURFACE_PRESSURE * jnp.exp(d["log_surface_pressure"])
+        ps = REFERENCE_SURFACE_PRESSURE * jnp.exp(d.log_surface_pressure)
         lat, lon = g.lat_lon_mesh
         # geometry as numpy constants of the model dtype: functions of it (e.g. sin(lat))
-        # are evaluated once at trace time (parametrizations.base.array_module), also
+        # are evaluated once at trace time (esm.atmosphere.column.array_module), also
         # inside checkpointed (rematerialised) steps
-        dtype = np.dtype(d["u"].dtype)
+        dtype = np.dtype(d.zonal_wind.dtype)
         sigma = np.asarray(self.vertical.centers, dtype)
 
         def flat(x):  # (K, nlat, nlon) -> (K, nlat * nlon): the columns are the last axis
             return x.reshape(x.shape[0], -1)
 
         columns = ColumnState(
-            u=flat(d["u"]), v=flat(d["v"]), temperature=flat(d["temperature"]),
-            tracers={k: flat(q) for k, q in d["tracers"].items()},
+            u=flat(d.zonal_wind), v=flat(d.meridional_wind), temperature=flat(d.temperature),
+            tracers={k: flat(q) for k, q in d.tracers.items()},
             surface_pressure=ps.reshape(-1), sigma=sigma,
             latitude=np.asarray(lat.reshape(-1), dtype),
             longitude=np.asarray(lon.reshape(-1), dtype))
@@ -198,29 +212,31 @@ class PrimitiveEquations(eqx.Module):
         for scheme in self.parametrizations:
             tend = scheme.grid_tendencies(params, columns, None)
             total = tend if total is None else jax.tree.map(jnp.add, total, tend)
-        shape = d["u"].shape
+        shape = d.zonal_wind.shape
         return jax.tree.map(lambda x: x.reshape(shape), total)
 
     # ------------------------------------------------------------------------ tendencies
     def explicit_terms(self, state: PrimitiveEquationsState, params) -> PrimitiveEquationsState:
         g, vc = self.grid, self.vertical
         d = self.nodal_diagnostics(state)
-        u, v, tvar, delta = d["u"], d["v"], d["temperature_variation"], d["divergence"]
+        u, v, tvar, delta = d.zonal_wind, d.meridional_wind, d.temperature_variation, d.divergence
         ds = vc.thickness
-        sd = d["sigma_dot"]
-        nl = d["lnps_advection"]
+        sd = d.sigma_dot
+        nl = d.log_surface_pressure_advection
         k = vc.layers
         sd_nl, omega_nl = vertical_integrals(vc, nl)
         omega_nl = nl - omega_nl
         t_ref = _column(self._t_ref, tvar)
-        eta = d["vorticity"] + self.coriolis
-        force_u = eta * v - vertical_advection(sd, u, ds) - GAS_CONSTANT * tvar * d["dlnps_dx"]
-        force_v = -eta * u - vertical_advection(sd, v, ds) - GAS_CONSTANT * tvar * d["dlnps_dy"]
+        eta = d.vorticity + self.coriolis
+        force_u = (eta * v - vertical_advection(sd, u, ds)
+                   - GAS_CONSTANT * tvar * d.log_surface_pressure_gradient_x)
+        force_v = (-eta * u - vertical_advection(sd, v, ds)
+                   - GAS_CONSTANT * tvar * d.log_surface_pressure_gradient_y)
         heating = (tvar * delta - vertical_advection(sd, tvar, ds)
                    - vertical_advection(sd_nl, jnp.broadcast_to(t_ref, tvar.shape), ds)
-                   + KAPPA * tvar * d["omega_over_p"] + KAPPA * t_ref * omega_nl)
+                   + KAPPA * tvar * d.omega_over_p + KAPPA * t_ref * omega_nl)
         tracer_sources = {name: q * delta - vertical_advection(sd, q, ds)
-                          for name, q in d["tracers"].items()}
+                          for name, q in d.tracers.items()}
         physics = self._physics(params, d)
         if physics is not None:
             force_u = force_u + physics.u
@@ -228,8 +244,8 @@ class PrimitiveEquations(eqx.Module):
             heating = heating + physics.temperature
             tracer_sources = {name: src + physics.tracers[name]
                               for name, src in tracer_sources.items()}
-        names = list(d["tracers"])
-        tracers_grid = [d["tracers"][n] for n in names]
+        names = list(d.tracers)
+        tracers_grid = [d.tracers[n] for n in names]
         # one batched forward P transform (degrees up to T + 1) of: the fluxes divided by
         # cos(lat) (their quadratures with plain weights are the metric-weighted ones of
         # u cos(lat), v cos(lat)), the kinetic energy, the heating and the column term
@@ -253,10 +269,7 @@ class PrimitiveEquations(eqx.Module):
             tracers={n: src - dq for n, src, dq in zip(names, sources, div_tracers)})
 
     def _diffusion_rate(self, params, dtype):
-        if not self.hyperdiffusion_order:
-            return None
-        shape = jnp.asarray(self.grid.hyperdiffusion_eigenvalues(self.hyperdiffusion_order), dtype)
-        return shape / params["hyperdiffusion"]["timescale"]
+        return hyperdiffusion.damping_rate(self.grid, self.hyperdiffusion_order, params, dtype)
 
     def implicit_terms(self, state: PrimitiveEquationsState, params) -> PrimitiveEquationsState:
         g, vc = self.grid, self.vertical
@@ -336,20 +349,22 @@ class PrimitiveEquations(eqx.Module):
                 + GAS_CONSTANT * _levels(self.vertical.geopotential_matrix, temperature))
 
     def output_fields(self, state, pressure_levels=None) -> dict[str, jax.Array]:
-        """CMIP-named grid fields: ua, va, ta, zg, wap (Pa/s) on sigma (or on the given
-        pressure levels in Pa, NaN below the surface / above the top), ps, and tracers."""
+        """The fields written to output, by descriptive name (the writer gives CMIP names):
+        zonal_wind, meridional_wind, temperature, geopotential_height, pressure_velocity
+        (omega, Pa/s) on sigma (or on the given pressure levels in Pa, NaN below the surface
+        / above the top), the tracers by their names, and surface_pressure."""
         d = self.nodal_diagnostics(state)
         ps = self.surface_pressure(state)
-        pressure = _column(self.vertical.centers, d["u"]) * ps[None]
-        fields = {"ua": d["u"], "va": d["v"], "ta": d["temperature"],
-                  "zg": self.geopotential(d["temperature"]) / constants.GRAVITY,
-                  "wap": d["omega_over_p"] * pressure}
-        for name, q in d["tracers"].items():
-            fields["hus" if name == "specific_humidity" else name] = q
+        pressure = _column(self.vertical.centers, d.zonal_wind) * ps[None]
+        fields = {"zonal_wind": d.zonal_wind, "meridional_wind": d.meridional_wind,
+                  "temperature": d.temperature,
+                  "geopotential_height": self.geopotential(d.temperature) / constants.GRAVITY,
+                  "pressure_velocity": d.omega_over_p * pressure}
+        fields.update(d.tracers)
         if pressure_levels is not None:
             fields = {k: interpolate_to_pressure(x, pressure, pressure_levels)
                       for k, x in fields.items()}
-        fields["ps"] = ps
+        fields["surface_pressure"] = ps
         return fields
 
     def tracer_mass(self, state, name: str):

@@ -1,0 +1,71 @@
+"""Calibration checkpoints and history: the method state after every iteration, and
+``history.csv``, both written atomically so that a job killed at any moment resumes from its
+last iteration bit for bit.
+
+The method state is a pytree file keyed by pytree path (``esm.driver.restart``, the format of
+simulation restart files), with the iteration, wall time and stop reason as metadata.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+from pathlib import Path
+
+from esm.app.build import ConfigError
+from esm.driver.files import atomic_write_bytes, atomic_write_text
+from esm.driver.restart import RestartMismatch, load_tree, tree_bytes
+
+HISTORY_FIELDS = ["iteration", "loss", "grad_norm", "wall_seconds"]
+#: fault injection for the resume tests (the job kills itself with SIGKILL)
+KILL_AFTER = "DIFFESM_KILL_AFTER_CHECKPOINT"
+KILL_DURING = "DIFFESM_KILL_DURING_CHECKPOINT"
+
+
+def save_state(path: Path, state, iteration: int, extra: dict) -> None:
+    """The method state after ``iteration``; ``extra``: more metadata (wall time, ...)."""
+    data = tree_bytes(state, {"iteration": iteration, **extra})
+    if os.environ.get(KILL_DURING) == str(iteration):
+        tmp = path.with_name(f".{path.name}.killed.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data[: len(data) // 2])
+            f.flush()
+            os.fsync(f.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+    atomic_write_bytes(path, data)
+    if os.environ.get(KILL_AFTER) == str(iteration):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def load_state(path: Path, template):
+    """``(state, meta)`` of a checkpoint; ConfigError if it is not this job's method state."""
+    try:
+        return load_tree(path, template, what="calibration checkpoint")
+    except RestartMismatch as e:
+        raise ConfigError(f"{e}; {path} does not match this calibration's method state: remove "
+                          "the run directory or use another hydra.run.dir") from None
+
+
+def read_history(path: Path, upto: int) -> list[dict]:
+    """The rows of ``history.csv`` up to iteration ``upto`` (the last checkpoint)."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r for r in rows if int(r["iteration"]) <= upto]
+
+
+def write_history(path: Path, rows: list[dict], names: list[str]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS + names, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(r)
+    atomic_write_text(path, buf.getvalue())
+
+
+def fmt(x) -> str:
+    """A float as written to history.csv (repr: round-trips exactly)."""
+    return repr(float(x))

@@ -1,0 +1,1 @@
+"""The atmosphere: shallow-water and primitive equations, sigma coordinates, column interface, cases."""

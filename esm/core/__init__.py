@@ -1,0 +1,1 @@
+"""Numerics shared by every component: grids and transforms, steppers, rollouts, parameters."""
