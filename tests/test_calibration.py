@@ -121,10 +121,16 @@ def test_loss_gradient_matches_finite_differences_for_all_policies(x64):
 
 
 # ------------------------------------------------------------------------ twin experiments
+CONVERGED = ("loss_tolerance", "step_tolerance", "gradient_tolerance", "zero_loss")
+
+
 def test_twin_gauss_newton_recovers_parameters(tmp_path, x64):
+    """Noise-free twin: Gauss-Newton stops on a convergence criterion before its cap of 15
+    iterations (measured: 5, loss tolerance) with every parameter within 2 % of the truth."""
     cfg = calibrate_config("experiment=twin_held_suarez")
     summary = CalibrationJob(cfg, tmp_path, progress=False).run()
-    assert summary["iterations"] <= 15
+    assert summary["stop_reason"] in CONVERGED, summary["stop_reason"]
+    assert summary["iterations"] < cfg["calibration"]["max_iterations"]
     errors = relative_errors(tmp_path / "parameters.yaml")
     assert max(errors.values()) < 0.02, errors
     assert summary["final_loss"] < 1e-2 * summary["initial_loss"]
@@ -139,10 +145,13 @@ def test_twin_gauss_newton_recovers_parameters(tmp_path, x64):
 
 
 def test_twin_lbfgs_recovers_parameters(tmp_path, x64):
+    """L-BFGS stops on a convergence criterion before its cap of 300 iterations (measured:
+    21, loss tolerance) with every parameter within 2 %."""
     cfg = calibrate_config("calibration.method=lbfgs", "calibration.max_iterations=300",
                            "calibration.posterior=false")
     summary = CalibrationJob(cfg, tmp_path, progress=False).run()
-    assert summary["iterations"] <= 300
+    assert summary["stop_reason"] in CONVERGED, summary["stop_reason"]
+    assert summary["iterations"] < 300
     errors = relative_errors(tmp_path / "parameters.yaml")
     assert max(errors.values()) < 0.02, (errors, summary["stop_reason"])
 

@@ -3,8 +3,10 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -136,13 +138,118 @@ def test_restart_reproduces_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(ds_c.zg.values[-1], ds_a.zg.values[-1], rtol=1e-12)
 
 
-def test_restart_with_other_resolution_exits_2(tmp_path):
-    b = tmp_path / "one"
-    common = ["experiment=williamson6", "run.days=0.25", "run.progress=false"]
-    assert esm_run(common + ["resolution=t21", f"hydra.run.dir={b}"], cwd=tmp_path).returncode == 0
-    r = esm_run(common + ["resolution=t31", f"run.restart={b}", f"hydra.run.dir={tmp_path}/c"],
-                cwd=tmp_path)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+HS_TRACER = ["experiment=held_suarez", "resolution=t21", "levels=8", "run.progress=false",
+             "experiment.tracers=[specific_humidity]", "output.every_hours=12"]
+
+
+@pytest.fixture(scope="module")
+def held_suarez_one_day(tmp_path_factory):
+    """A Held-Suarez T21 L8 run with a tracer, 1 day (float32): the restart source."""
+    d = tmp_path_factory.mktemp("hs") / "one"
+    r = esm_run(HS_TRACER + ["run.days=1", f"hydra.run.dir={d}"], cwd=d.parent)
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def test_held_suarez_restart_with_tracer_is_bitwise(tmp_path, held_suarez_one_day):
+    """2 days == 1 day + restart + 1 day, bit for bit (float32, leapfrog: both time levels,
+    the mass fixer and the tracer positivity fix), in the restart file and in output.nc; the
+    restart file is keyed by pytree path."""
+    a, c = tmp_path / "two", tmp_path / "next"
+    r = esm_run(HS_TRACER + ["run.days=2", f"hydra.run.dir={a}"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = esm_run(HS_TRACER + ["run.days=1", f"run.restart={held_suarez_one_day}",
+                             f"hydra.run.dir={c}"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with np.load(a / "restart.npz") as fa, np.load(c / "restart.npz") as fc:
+        meta_a = json.loads(bytes(fa["__meta__"]).decode())
+        meta_c = json.loads(bytes(fc["__meta__"]).decode())
+        assert meta_a["paths"] == meta_c["paths"]
+        assert ".current.tracers['specific_humidity']" in meta_a["paths"]
+        assert meta_a["step"] == meta_c["step"] == 96 and meta_a["format_version"] >= 1
+        for key in fa.files:
+            if key != "__meta__":
+                assert np.array_equal(fa[key], fc[key]), key
+    with xr.open_dataset(a / "output.nc") as ds_a, xr.open_dataset(c / "output.nc") as ds_c:
+        assert ds_c.time.values[-1] == ds_a.time.values[-1]
+        for name in ("ua", "ta", "ps", "hus"):
+            assert np.array_equal(ds_c[name].values[-1], ds_a[name].values[-1]), name
+
+
+@pytest.mark.parametrize("override, key", [("resolution=t31", "resolution"),
+                                           ("levels=10", "levels"),
+                                           ("experiment=jw_wave", "experiment")])
+def test_restart_from_another_model_exits_2_naming_the_key(tmp_path, held_suarez_one_day,
+                                                           override, key):
+    """A restart from another resolution, level count or experiment is refused with one line
+    that names the key that differs."""
+    args = [a for a in HS_TRACER if not a.startswith(override.split("=")[0] + "=")]
+    if key == "experiment":
+        args = [a for a in args if not a.startswith("experiment.")]
+    r = esm_run(args + [override, "run.days=1", f"run.restart={held_suarez_one_day}",
+                        f"hydra.run.dir={tmp_path}/c"], cwd=tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert f"has {key}=" in lines[0] and f"use the same {key}" in lines[0], lines[0]
+
+
+def test_sigterm_assembles_output_and_keeps_the_restart(tmp_path):
+    """esm-run's console entry turns SIGTERM into a clean stop: exit 1, summary.json says
+    interrupted, output.nc holds the chunks written so far, restart.npz is readable."""
+    d = tmp_path / "term"
+    code = "from esm.app.cli import console_entry; console_entry()"
+    proc = subprocess.Popen([sys.executable, "-c", code, "experiment=williamson6",
+                             "resolution=t21", "run.days=400", "output.every_hours=6",
+                             "output.snapshots_per_file=4", "run.progress=false",
+                             f"hydra.run.dir={d}"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (d / "output.part00002.nc").exists():
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        assert (d / "output.part00002.nc").exists(), "no chunk written in time"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "interrupted" in err
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["status"] == "error" and "interrupted" in summary["error"]
+    with xr.open_dataset(d / "output.nc") as ds:
+        assert ds.sizes["time"] >= 1 + 2 * 4 and np.all(np.isfinite(ds.zg.values))
+    assert not list(d.glob("output.part*")) and not list(d.glob(".*.tmp"))
+    with np.load(d / "restart.npz") as f:
+        assert json.loads(bytes(f["__meta__"]).decode())["step"] == summary["steps"] >= 2 * 4 * 18
+
+
+def test_runs_from_an_editable_install(tmp_path):
+    """``pip install -e .`` into a fresh virtual environment (dependencies taken from this
+    one): the ``esm-run`` console script finds configs/ in the source tree from any folder."""
+    import sysconfig
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "host_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    inst = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+                           "-q", "-e", str(REPO)], capture_output=True, text=True, timeout=600)
+    assert inst.returncode == 0, inst.stderr
+    where = subprocess.run([str(python), "-c", "import esm, esm.app.cli; print(esm.__file__); "
+                            "print(esm.app.cli.config_dir())"], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert where.returncode == 0, where.stderr
+    assert all(line.startswith(str(REPO)) for line in where.stdout.split()), where.stdout
+    d = tmp_path / "run"
+    r = subprocess.run([str(venv / "bin" / "esm-run"), "experiment=williamson6", "resolution=t21",
+                        "run.days=0.25", "run.progress=false", f"hydra.run.dir={d}"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    check_run_dir(d)
 
 
 def test_runs_from_a_built_wheel(tmp_path):

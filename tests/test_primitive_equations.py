@@ -98,8 +98,10 @@ def test_vertical_integrals_values_and_derivatives(x64, levels):
 
 def test_linearised_operator_matches_tendencies(x64):
     """The implicit terms are the linearisation of the full tendency about the reference
-    state at rest: explicit + implicit of a tiny perturbation == implicit(perturbation),
-    i.e. explicit terms are quadratic in the perturbation."""
+    state at rest: for a perturbation eps x the explicit terms hold only the nonlinear rest,
+    so in every prognostic field (vorticity, divergence, temperature, log ps, tracer) the
+    explicit tendency is quadratic in eps: its norm falls with slope 2 in eps (residual /
+    eps linearly), and it is small against the linear part."""
     grid = SphericalHarmonicGrid.from_name("t21", dtype="float64")
     vertical = SigmaCoordinates.from_name("speedy8")
     eq = pe.make_equations(grid, vertical, hyperdiffusion_order=0)
@@ -107,13 +109,25 @@ def test_linearised_operator_matches_tendencies(x64):
                                reference_temperature=eq.reference_temperature,
                                orography=eq.orography, coriolis=jnp.zeros_like(eq.coriolis),
                                hyperdiffusion_order=0)
-    base = random_state(grid, vertical, 1)
-    for eps in (1e-3, 1e-4):
-        small = jax.tree.map(lambda x: eps * x, base)
-        explicit = jax.jit(lambda x: eq.explicit_terms(x, {}))(small)
-        implicit = eq.implicit_terms(small, {})
-        ratio = (jnp.linalg.norm(explicit.divergence) / jnp.linalg.norm(implicit.divergence))
-        assert float(ratio) < 50 * eps  # explicit part is O(eps^2), implicit O(eps)
+    base = random_state(grid, vertical, 1, tracers=("q",))
+    explicit = jax.jit(lambda x: eq.explicit_terms(x, {}))
+    linear = eq.implicit_terms(base, {})
+    names = ["vorticity", "divergence", "temperature_variation", "log_surface_pressure",
+             "tracers/q"]
+    epsilons = np.array([1e-2, 1e-3, 1e-4])
+    norms = {n: [] for n in names}
+    for eps in epsilons:
+        terms = explicit(jax.tree.map(lambda x: eps * x, base))
+        for n, leaf in zip(names, jax.tree.leaves(terms)):
+            norms[n].append(float(jnp.linalg.norm(leaf)))
+    for n, lin in zip(["divergence", "temperature_variation", "log_surface_pressure"],
+                      [linear.divergence, linear.temperature_variation,
+                       linear.log_surface_pressure]):
+        # at eps = 1e-4 the nonlinear rest is a tiny fraction of the linear tendency
+        assert norms[n][-1] < 1e-2 * 1e-4 * float(jnp.linalg.norm(lin)), (n, norms[n])
+    for n in names:
+        slope = np.polyfit(np.log(epsilons), np.log(norms[n]), 1)[0]
+        assert abs(slope - 2.0) <= 0.05, (n, slope, norms[n])
 
 
 def test_implicit_inverse_solves_the_system(x64):
@@ -129,9 +143,9 @@ def test_implicit_inverse_solves_the_system(x64):
         assert float(jnp.max(jnp.abs(a - b))) <= 1e-12 * float(jnp.max(jnp.abs(b)))
 
 
-def _run(case, params, stepper, dt, steps):
+def _run(case, params, stepper, dt, steps, positivity_fix=True):
     st = time_integration.make_stepper(stepper, case.equation, dt)
-    if case.initial_state.tracers:
+    if case.initial_state.tracers and positivity_fix:
         st = time_integration.Filtered(st, case.equation.fix_negative_tracers)
 
     @jax.jit
@@ -185,26 +199,44 @@ def test_positivity_fix_conserves_tracer_mass(x64):
     assert np.all(np.isfinite(np.asarray(grad.tracers["q"])))
 
 
-def test_jw_wave_tracer_stays_nearly_positive(x64):
-    """A cosine-bell tracer in the JW wave (T21 L10, 5 days, positivity fix on): negative
-    tracer mass <= 1e-3 of the total, total mass drift reported (conserved to rounding by
-    the fix and the flux-form advection)."""
+def test_jw_wave_tracer_positivity_and_mass_drift(x64):
+    """A cosine-bell tracer in the JW wave (T21 L10, dt 30 min, 5 days), with and without the
+    positivity fix.
+
+    Transport is in advective form (dq/dt = -v . grad q - sigma_dot dq/dsigma, the horizontal
+    part evaluated as -div(v q) + q div v on the transform grid), so the global tracer mass is
+    not conserved by construction; the fix is mass-neutral. Measured: 5-day mass drift
+    -2.7e-6 (fix on) and -3.5e-6 (off); negative mass / total 9.7e-4 (on), 1.2e-1 (off).
+    The initial bell, truncated at T21, already rings to 1.7e-2 negative mass: what remains
+    with the fix on is the ringing of the clipped field re-truncated after every step, which
+    a spectral model cannot remove. Bounds: |drift| <= 1e-5; negative mass with the fix <=
+    1/10 of the initial ringing and <= 1/50 of the unfixed run's."""
     grid = SphericalHarmonicGrid.from_name("t21", dtype="float64")
     vertical = SigmaCoordinates.equidistant(10)
     case = atmosphere_cases.jablonowski_williamson(grid, vertical, perturb=True,
                                                    tracers=("q",))
     params = {"hyperdiffusion": {"timescale": jnp.asarray(24 * 3600.0)}}
-    final = _run(case, params, "leapfrog", 1800.0, 240)
     eq = case.equation
-    q = grid.to_nodal(final.tracers["q"])
-    ps = eq.surface_pressure(final)
     ds = jnp.asarray(vertical.thickness)[:, None, None]
-    negative = float(grid.integrate(jnp.sum(ds * ps * jnp.minimum(q, 0.0), axis=0)))
-    total = float(grid.integrate(jnp.sum(ds * ps * q, axis=0)))
-    m0, m1 = eq.tracer_mass(case.initial_state, "q"), eq.tracer_mass(final, "q")
-    print(f"tracer: negative/total = {abs(negative) / total:.2e}, 5-day mass drift "
-          f"{float((m1 - m0) / m0):.2e}")
-    assert abs(negative) <= 1e-3 * total
+
+    def negative_fraction(state):
+        q, ps = grid.to_nodal(state.tracers["q"]), eq.surface_pressure(state)
+        negative = grid.integrate(jnp.sum(ds * ps * jnp.minimum(q, 0.0), axis=0))
+        return abs(float(negative)) / float(grid.integrate(jnp.sum(ds * ps * q, axis=0)))
+
+    m0 = eq.tracer_mass(case.initial_state, "q")
+    result = {}
+    for fix in (True, False):
+        final = _run(case, params, "leapfrog", 1800.0, 240, positivity_fix=fix)
+        drift = float((eq.tracer_mass(final, "q") - m0) / m0)
+        result[fix] = (negative_fraction(final), drift)
+    initial = negative_fraction(case.initial_state)
+    print(f"tracer: initial negative/total {initial:.2e}; fix on {result[True]}, "
+          f"off {result[False]} (negative/total, 5-day drift)")
+    for negative, drift in result.values():
+        assert abs(drift) <= 1e-5
+    assert result[True][0] <= 0.1 * initial
+    assert result[True][0] <= 0.02 * result[False][0]
 
 
 def test_every_dot_product_is_pinned_to_full_precision():

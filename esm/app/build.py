@@ -199,7 +199,7 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
         case = cases.held_suarez(
             grid, vertical, parametrizations=(HeldSuarez(),), hyperdiffusion_order=order,
             seed=int(_get(cfg, "experiment.seed", 0)), reference_temperature=t_ref,
-            mass_fixer=bool(_get(cfg, "dynamics.mass_fixer", True)))
+            mass_fixer=bool(_get(cfg, "dynamics.mass_fixer", True)), tracers=tracers)
     elif case_name == "held_suarez_spun_up":
         if grid.truncation != data.HELD_SUAREZ_STATE_TRUNCATION:
             raise ConfigError(f"the shipped Held-Suarez state is T{data.HELD_SUAREZ_STATE_TRUNCATION}; "

@@ -167,8 +167,8 @@ def _run(plain: dict, run_dir: str) -> int:
     from esm.driver import files
     from esm.driver.output import GridCoordinates, NetCDFWriter
     from esm.driver.restart import RESTART_NAME, RestartMismatch
-    from esm.driver.simulation import (BlowUp, DriverError, HealthCheck, ProgressBar,
-                                       RestartWriter, Simulation, whole_steps)
+    from esm.driver.simulation import (BlowUp, DriverError, HealthCheck, Interrupted,
+                                       ProgressBar, RestartWriter, Simulation, whole_steps)
 
     run_path = Path(run_dir)
     summary_path = run_path / "summary.json"
@@ -212,9 +212,18 @@ def _run(plain: dict, run_dir: str) -> int:
         return _fail(str(e))
     compile_seconds = lambda: sim.compile_seconds if sim is not None else 0.0  # noqa: E731
     try:
+        _ACTIVE.append(sim)
         summary = sim.run()
     except (ConfigError, DriverError, RestartMismatch, FileNotFoundError) as e:
         return _fail(str(e))
+    except Interrupted as e:
+        files.atomic_write_json(summary_path, {
+            "status": "error", "steps": e.step, "simulated_days": e.simulated_days,
+            "wall_seconds": time.perf_counter() - t0, "compile_seconds": compile_seconds(),
+            "sim_days_per_second": None,
+            "error": f"{e}; continue with run.restart={run_path}"})
+        print(f"esm-run: {e}; output so far is in {run_path}", file=sys.stderr)
+        return EXIT_ERROR
     except BlowUp as e:
         files.atomic_write_json(summary_path, {
             "status": "error", "steps": e.step, "simulated_days": e.simulated_days,
@@ -239,6 +248,8 @@ def _run(plain: dict, run_dir: str) -> int:
             "wall_seconds": time.perf_counter() - t0, "compile_seconds": compile_seconds(),
             "sim_days_per_second": None, "error": f"{type(e).__name__}: {e}"})
         return EXIT_ERROR
+    finally:
+        _ACTIVE.clear()
     files.atomic_write_json(summary_path, summary)
     print(f"esm-run: {summary['simulated_days']:g} days in {summary['wall_seconds']:.1f} s "
           f"({summary['sim_days_per_second']:.2f} simulated days/s, compile "
@@ -270,17 +281,28 @@ def params_entry() -> None:  # pragma: no cover
     sys.exit(params_main())
 
 
+#: the simulation running in this process (for the signal handler)
+_ACTIVE: list = []
+
+
 def _install_signal_handlers() -> None:
-    """Turn SIGTERM into KeyboardInterrupt so output is assembled before exiting."""
+    """SIGINT and SIGTERM during a simulation ask it to stop at the next chunk boundary
+    (output assembled, restart file written); before a simulation runs, or on a second
+    signal, they raise KeyboardInterrupt. Raising inside a running chunk or a netCDF write
+    could leave a lock held or a file half-written."""
     import signal
 
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        sim = _ACTIVE[-1] if _ACTIVE else None
+        if sim is None or sim.stop_requested:
+            raise KeyboardInterrupt
+        sim.request_stop()
 
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not in the main thread
-        pass
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, handler)
+        except ValueError:  # not in the main thread
+            pass
 
 
 def console_entry() -> None:  # pragma: no cover

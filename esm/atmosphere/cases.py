@@ -207,29 +207,33 @@ def jw_fields(grid: SphericalHarmonicGrid, vertical: SigmaCoordinates, perturb: 
     return u, v, temperature, ps, phi_s
 
 
+def cosine_bell(grid, shape, amplitude: float = 1e-2):
+    """A smooth tracer, positive with compact support and sharp edges: a cosine bell of
+    radius 0.5 rad centred at (90 E, 40 N) in each layer (Williamson et al. 1992, eq. 73),
+    broadcast to ``shape`` (K, nlat, nlon)."""
+    lat, lon = grid.lat_lon_mesh
+    dist = np.arccos(np.clip(np.sin(np.deg2rad(40.0)) * np.sin(lat) + np.cos(np.deg2rad(40.0))
+                             * np.cos(lat) * np.cos(lon - np.deg2rad(90.0)), -1, 1))
+    bell = np.where(dist < 0.5, 0.5 * (1.0 + np.cos(np.pi * dist / 0.5)), 0.0) * amplitude
+    return np.broadcast_to(bell, shape)
+
+
 def jablonowski_williamson(grid, vertical, perturb: bool, hyperdiffusion_order: int = 2,
                            reference_temperature: float = 300.0, tracers=()):
     u, v, temperature, ps, phi_s = jw_fields(grid, vertical, perturb)
     eq = pe.make_equations(grid, vertical, orography_geopotential=phi_s,
                            reference_temperature=reference_temperature,
                            hyperdiffusion_order=hyperdiffusion_order)
-    tracer_fields = {}
-    lat, lon = grid.lat_lon_mesh
-    for name in tracers:
-        # a smooth, positive-and-zero tracer with sharp edges (a cosine bell in each layer)
-        dist = np.arccos(np.clip(np.sin(np.deg2rad(40.0)) * np.sin(lat) + np.cos(np.deg2rad(40.0))
-                                 * np.cos(lat) * np.cos(lon - np.deg2rad(90.0)), -1, 1))
-        bell = np.where(dist < 0.5, 0.5 * (1.0 + np.cos(np.pi * dist / 0.5)), 0.0) * 1e-2
-        tracer_fields[name] = np.broadcast_to(bell, u.shape)
     state = pe.state_from_fields(grid, u, v, temperature, ps, eq.reference_temperature,
-                                 tracer_fields)
+                                 {name: cosine_bell(grid, u.shape) for name in tracers})
     name = "jw_wave" if perturb else "jw_steady"
     return Case(name, eq, state, f"Jablonowski-Williamson 2006 {'baroclinic wave' if perturb else 'steady state'}")
 
 
 def held_suarez(grid, vertical, parametrizations, hyperdiffusion_order: int = 2, seed: int = 0,
-                reference_temperature: float = 300.0, mass_fixer: bool = True):
-    """Isothermal 300 K rest state with 0.1 K random noise (deterministic from ``seed``)."""
+                reference_temperature: float = 300.0, mass_fixer: bool = True, tracers=()):
+    """Isothermal 300 K rest state with 0.1 K random noise (deterministic from ``seed``),
+    and a cosine-bell tracer for each name in ``tracers``."""
     rng = np.random.default_rng(seed)
     shape = (vertical.layers,) + grid.nodal_shape
     temperature = 300.0 + 0.1 * rng.standard_normal(shape)
@@ -239,7 +243,8 @@ def held_suarez(grid, vertical, parametrizations, hyperdiffusion_order: int = 2,
                            hyperdiffusion_order=hyperdiffusion_order,
                            parametrizations=parametrizations,
                            global_mean_surface_pressure=1.0e5 if mass_fixer else None)
-    state = pe.state_from_fields(grid, u, u, temperature, ps, eq.reference_temperature)
+    state = pe.state_from_fields(grid, u, u, temperature, ps, eq.reference_temperature,
+                                 {name: cosine_bell(grid, shape) for name in tracers})
     return Case("held_suarez", eq, state, "Held-Suarez 1994 forcing, dry core")
 
 

@@ -36,6 +36,14 @@ class DriverError(ValueError):
     """Bad arguments to the driver; the message names the value and the fix."""
 
 
+class Interrupted(RuntimeError):
+    """The run stopped at a chunk boundary because a stop was requested (SIGINT/SIGTERM)."""
+
+    def __init__(self, step: int, simulated_days: float):
+        self.step, self.simulated_days = step, simulated_days
+        super().__init__(f"interrupted at step {step} (simulated time {simulated_days:.4f} days)")
+
+
 class BlowUp(RuntimeError):
     """The state became non-finite."""
 
@@ -185,6 +193,9 @@ class Simulation:
       restart: a restart file or run directory to continue from, or None.
       identity: the model identity a restart file must match (experiment, resolution, ...).
       snapshots_per_chunk: snapshots (at the writers' common interval) per compiled chunk.
+
+    ``request_stop()`` (e.g. from a signal handler) ends the run at the next chunk boundary
+    with ``Interrupted``, after that chunk's output and restart file are written.
     """
 
     def __init__(self, model: Model, n_steps: int, writers: Sequence[Writer] = (),
@@ -207,6 +218,12 @@ class Simulation:
         self.start_step = 0
         self.end_step = self.n_steps
         self.step = 0
+        self.stop_requested = False
+
+    def request_stop(self) -> None:
+        """Stop after the chunk in progress, once its output, restart and callbacks are
+        done (safe to call from a signal handler: it only sets a flag)."""
+        self.stop_requested = True
 
     # ------------------------------------------------------------------ jitted pieces
     def _guarded_step(self, g: _Guarded, params) -> _Guarded:
@@ -298,6 +315,8 @@ class Simulation:
                                      bad_step=bad_step, bad_fields=bad, run_seconds=run_seconds)
                 for cb in self.callbacks:
                     cb(self, result)
+                if self.stop_requested:
+                    raise Interrupted(self.step, self.step * self.dt / SECONDS_PER_DAY)
         finally:
             for cb in self.callbacks:
                 cb.finish(self)
