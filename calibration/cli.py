@@ -83,7 +83,7 @@ def calibrate_main(argv: list[str] | None = None) -> int:
         precision = str(plain.get("precision", "float32"))
         if precision not in ("float32", "float64"):
             raise ConfigError(f"precision={precision!r}; choose precision=float32 or precision=float64")
-        _configure_jax(precision)
+        _configure_jax(precision, (plain.get("run") or {}).get("compilation_cache"))
         run_dir = run_dir_for(plain, argv)
     except ConfigError as e:
         return _fail(str(e))

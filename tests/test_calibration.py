@@ -188,7 +188,7 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     right after checkpoint 2, then again while writing checkpoint 3 (the resumed run starts
     from 2), then resumed to the end: final state and history equal an uninterrupted run's.
     The runs share a JAX compilation cache (compiled programs are reused, not changed)."""
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"))
+    env = dict(os.environ)  # with the session's JAX_COMPILATION_CACHE_DIR (tests/conftest.py)
     ref = tmp_path / "ref"
     r = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={ref}"], cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr

@@ -34,6 +34,7 @@ Common overrides:
   run.dt_minutes=FLOAT     time step (default per resolution)
   run.stepper=NAME         leapfrog (default) | imex_sil3 | ars443
   run.restart=PATH         continue from a run directory or its restart.npz
+  run.compilation_cache=DIR  JAX's persistent compilation cache (repeat runs skip compiling)
   output.every_hours=FLOAT snapshot interval
   precision=float32|float64
   hydra.run.dir=PATH       run directory
@@ -132,10 +133,22 @@ def resolved(cfg) -> tuple[dict, str]:
     return plain, run_dir
 
 
-def _configure_jax(precision: str) -> None:
+def _configure_jax(precision: str, compilation_cache=None) -> None:
+    """float64 on or off; JAX's persistent compilation cache in ``compilation_cache`` (a
+    folder; ``run.compilation_cache``), so a second run of the same model skips compiling."""
     import jax
 
+    from esm.app.build import ConfigError
+
     jax.config.update("jax_enable_x64", precision == "float64")
+    if compilation_cache:
+        folder = Path(str(compilation_cache)).expanduser()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"run.compilation_cache={str(compilation_cache)!r} cannot be used "
+                              f"({e.strerror}); give a writable folder or null") from None
+        jax.config.update("jax_compilation_cache_dir", str(folder))
 
 
 def run_main(argv: list[str] | None = None) -> int:
@@ -153,7 +166,7 @@ def run_main(argv: list[str] | None = None) -> int:
         precision = str(plain.get("precision", "float32"))
         if precision not in ("float32", "float64"):
             raise ConfigError(f"precision={precision!r}; choose precision=float32 or precision=float64")
-        _configure_jax(precision)
+        _configure_jax(precision, (plain.get("run") or {}).get("compilation_cache"))
     except ConfigError as e:
         return _fail(str(e))
     return _run(plain, run_dir)
