@@ -101,7 +101,7 @@ def write_plots(run_dir: Path, built, rows, pred, title: str) -> None:
     ax.set_ylabel("loss")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(Path(run_dir) / "loss.png", dpi=100)
+    atomic_write(Path(run_dir) / "loss.png", lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     op = built.operator
     names = built.problem.names
@@ -124,5 +124,5 @@ def write_plots(run_dir: Path, built, rows, pred, title: str) -> None:
             ax.set_title(f"{k} zonal mean, {label}")
             ax.set_xlabel("latitude")
     fig.tight_layout()
-    fig.savefig(Path(run_dir) / "fit.png", dpi=90)
+    atomic_write(Path(run_dir) / "fit.png", lambda tmp: fig.savefig(tmp, format="png", dpi=90))
     plt.close(fig)

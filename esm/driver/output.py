@@ -24,17 +24,17 @@ import xarray as xr
 
 from esm.driver.files import atomic_write, remove_temporary_files
 
+_GEOPOTENTIAL_HEIGHT = ("zg", {"standard_name": "geopotential_height",
+                               "long_name": "Geopotential Height", "units": "m"})
 # descriptive field name -> (CMIP short name, CF attributes)
 VARIABLES: dict[str, tuple[str, dict[str, str]]] = {
     "zonal_wind": ("ua", {"standard_name": "eastward_wind", "long_name": "Eastward Wind",
                           "units": "m s-1"}),
     "meridional_wind": ("va", {"standard_name": "northward_wind", "long_name": "Northward Wind",
                                "units": "m s-1"}),
-    "geopotential_height": ("zg", {"standard_name": "geopotential_height",
-                                   "long_name": "Geopotential Height", "units": "m"}),
+    "geopotential_height": _GEOPOTENTIAL_HEIGHT,
     # the shallow-water free-surface height is written as zg, as in the design contract
-    "height": ("zg", {"standard_name": "geopotential_height", "long_name": "Geopotential Height",
-                      "units": "m"}),
+    "height": _GEOPOTENTIAL_HEIGHT,
     "vorticity": ("vor", {"standard_name": "atmosphere_relative_vorticity",
                           "long_name": "Relative Vorticity", "units": "s-1"}),
     "temperature": ("ta", {"standard_name": "air_temperature", "long_name": "Air Temperature",
