@@ -179,7 +179,7 @@ RESUME_ARGS = ["calibration.method=lbfgs", "calibration.max_iterations=4",
 
 def final_state(run_dir: Path):
     with np.load(run_dir / "checkpoints" / "state.npz") as f:
-        leaves = [f[k] for k in sorted(f.files) if k != "meta"]
+        leaves = [f[k] for k in sorted(f.files) if k != "__meta__"]
     return leaves, (run_dir / "history.csv").read_text()
 
 
@@ -200,7 +200,7 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
                                env=dict(env, **{variable: k}))
         assert killed.returncode == -9, killed.stderr
         with np.load(d / "checkpoints" / "state.npz") as f:  # the last complete checkpoint
-            assert json.loads(bytes(f["meta"]).decode())["iteration"] == 2
+            assert json.loads(bytes(f["__meta__"]).decode())["iteration"] == 2
     assert list(d.glob("checkpoints/.*.tmp"))  # the interrupted write left its temporary file
     again = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={d}"], cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr

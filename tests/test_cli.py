@@ -232,12 +232,13 @@ def test_runs_from_an_editable_install(tmp_path):
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # pip (and the build backend, in pip's isolated build environment) come from this one
     python = venv / "bin" / "python"
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
     Path(purelib, "host_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    inst = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                           "-q", "-e", str(REPO)], capture_output=True, text=True, timeout=600)
+    inst = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", "-e", str(REPO)],
+                          capture_output=True, text=True, timeout=600)
     assert inst.returncode == 0, inst.stderr
     where = subprocess.run([str(python), "-c", "import esm, esm.app.cli; print(esm.__file__); "
                             "print(esm.app.cli.config_dir())"], cwd=tmp_path,
