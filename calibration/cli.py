@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from esm.app.cli import (EXIT_BAD_INPUT, EXIT_BLOWUP, EXIT_ERROR, EXIT_OK, _configure_jax,
-                     compose, group_options, resolved)
+                         compose, resolved)
 
 PROG = "esm-calibrate"
 _INTERRUPTED = False

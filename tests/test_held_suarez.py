@@ -4,7 +4,6 @@ of a rollout from the shipped spun-up state with respect to every parameter."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from esm.atmosphere import cases as atmosphere_cases
 from esm.core import parameters, rollout, time_integration
