@@ -312,3 +312,19 @@ def test_levels_and_pressure_level_output(tmp_path):
     bad = esm_run(["experiment=jw_steady", "levels=abc", f"hydra.run.dir={tmp_path}/x"],
                   cwd=tmp_path)
     assert bad.returncode == 2 and "abc" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_esm_params_lists_the_declared_parameters():
+    from esm.app.cli import params_main
+
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert params_main(["experiment=held_suarez", "resolution=t21",
+                            "physics.held_suarez.k_a=0.03"]) == 0
+    text = out.getvalue()
+    assert "held_suarez.k_a" in text and "day-1" in text and "hyperdiffusion.timescale" in text
+    assert "held_suarez.k_a = 0.03" in text
+    assert params_main(["experiment=held_suarez", "physics.held_suarez.nosuch=1"]) == 2
