@@ -186,7 +186,6 @@ def _run(plain: dict, run_dir: str) -> int:
     run_path = Path(run_dir)
     summary_path = run_path / "summary.json"
     t0 = time.perf_counter()
-    sim = None
     try:
         setup = build_model(plain)
         run = plain.get("run", {})
@@ -223,43 +222,35 @@ def _run(plain: dict, run_dir: str) -> int:
                                 OmegaConf.to_yaml(OmegaConf.create(plain)))
     except (ConfigError, DriverError) as e:
         return _fail(str(e))
-    compile_seconds = lambda: sim.compile_seconds if sim is not None else 0.0  # noqa: E731
+
+    def failed(error: str, steps=None, simulated_days=None, **extra) -> None:
+        files.atomic_write_json(summary_path, {
+            "status": "error", "steps": steps, "simulated_days": simulated_days,
+            "wall_seconds": time.perf_counter() - t0, "compile_seconds": sim.compile_seconds,
+            "sim_days_per_second": None, "error": error, **extra})
+
     try:
         _ACTIVE.append(sim)
         summary = sim.run()
     except (ConfigError, DriverError, RestartMismatch, FileNotFoundError) as e:
         return _fail(str(e))
     except Interrupted as e:
-        files.atomic_write_json(summary_path, {
-            "status": "error", "steps": e.step, "simulated_days": e.simulated_days,
-            "wall_seconds": time.perf_counter() - t0, "compile_seconds": compile_seconds(),
-            "sim_days_per_second": None,
-            "error": f"{e}; continue with run.restart={run_path}"})
+        failed(f"{e}; continue with run.restart={run_path}", e.step, e.simulated_days)
         print(f"esm-run: {e}; output so far is in {run_path}", file=sys.stderr)
         return EXIT_ERROR
     except BlowUp as e:
-        files.atomic_write_json(summary_path, {
-            "status": "error", "steps": e.step, "simulated_days": e.simulated_days,
-            "wall_seconds": time.perf_counter() - t0, "compile_seconds": compile_seconds(),
-            "sim_days_per_second": None, "error": str(e),
-            "failure": {"step": e.step, "simulated_days": e.simulated_days,
-                        "simulated_hours": e.simulated_days * 24.0, "fields": e.fields}})
+        failed(str(e), e.step, e.simulated_days,
+               failure={"step": e.step, "simulated_days": e.simulated_days,
+                        "simulated_hours": e.simulated_days * 24.0, "fields": e.fields})
         print(f"esm-run: {e}", file=sys.stderr)
         return EXIT_BLOWUP
     except KeyboardInterrupt:
-        files.atomic_write_json(summary_path, {
-            "status": "error", "steps": None, "simulated_days": None,
-            "wall_seconds": time.perf_counter() - t0, "compile_seconds": compile_seconds(),
-            "sim_days_per_second": None, "error": "interrupted; continue with run.restart="
-                                                   f"{run_path}"})
+        failed(f"interrupted; continue with run.restart={run_path}")
         print(f"esm-run: interrupted; output so far is in {run_path}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:  # anything else: keep the traceback, record the failure
         traceback.print_exc()
-        files.atomic_write_json(summary_path, {
-            "status": "error", "steps": None, "simulated_days": None,
-            "wall_seconds": time.perf_counter() - t0, "compile_seconds": compile_seconds(),
-            "sim_days_per_second": None, "error": f"{type(e).__name__}: {e}"})
+        failed(f"{type(e).__name__}: {e}")
         return EXIT_ERROR
     finally:
         _ACTIVE.clear()
