@@ -127,7 +127,7 @@ def test_restart_reproduces_uninterrupted_run(tmp_path):
     r = esm_run(common + ["run.days=1", f"run.restart={b}", f"hydra.run.dir={c}"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     full, resumed = _final_state(a), _final_state(c)
-    assert len(full) == len(resumed) == 7  # two leapfrog levels x three fields + started flag
+    assert len(full) == len(resumed) == 8  # two leapfrog levels x three fields, started flag, step counter
     for x, y in zip(full, resumed):
         if x.dtype == bool:
             assert np.array_equal(x, y)

@@ -36,8 +36,8 @@ def test_writers_keep_their_own_schedules_and_files(tmp_path):
     and the last step; callbacks run after every chunk, in order."""
     m = Model()
     coords = GridCoordinates(lat=np.rad2deg(m.grid.latitude), lon=np.rad2deg(m.grid.longitude))
-    first = NetCDFWriter(tmp_path, m.equation.output_fields, 2, coords, m.dt, name="output")
-    second = NetCDFWriter(tmp_path, lambda s: {"vorticity": m.equation.nodal_diagnostics(s).vorticity},
+    first = NetCDFWriter(tmp_path, lambda s, k: m.equation.output_fields(s), 2, coords, m.dt, name="output")
+    second = NetCDFWriter(tmp_path, lambda s, k: {"vorticity": m.equation.nodal_diagnostics(s).vorticity},
                           3, coords, m.dt, name="second")
     record = Record()
     sim = Simulation(m, 7, writers=[first, second], callbacks=[HealthCheck(), record],

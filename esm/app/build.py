@@ -34,7 +34,7 @@ class ModelSetup:
       params: parameter pytree (argument of every step).
       initial_state: prognostic state at time 0.
       dt: time step in seconds.
-      output: jit-able function state -> {descriptive field name: grid array}.
+      output: jit-able function (state, step counter) -> {descriptive field name: grid array}.
       parameter_declarations: the model's declared free parameters.
       sigma: model levels for 3-d output (None for single-layer models).
       plev: pressure levels (Pa) when 3-d output is interpolated to them.
@@ -109,14 +109,21 @@ def build_stepper(cfg: Mapping, equation, dt: float) -> time_integration.Abstrac
     return time_integration.make_stepper(name, equation, dt, **options)
 
 
+# keys of ``physics`` that are settings, not parameter groups
+PHYSICS_SETTINGS = ("schemes", "options")
+
+
 def _parameter_overrides(cfg: Mapping, declarations) -> dict[str, float]:
     """Values set in the config for declared parameters (``physics.<scheme>.<name>``)."""
     out = {}
     physics = _get(cfg, "physics", {}) or {}
     known = {p.name for p in declarations}
     for scheme, values in physics.items():
-        if not isinstance(values, Mapping):
+        if scheme in PHYSICS_SETTINGS:
             continue
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"physics.{scheme}={values!r} is not a group of parameter values; "
+                              f"set physics.{scheme}.<name>=VALUE")
         for key, value in values.items():
             name = f"{scheme}.{key}"
             if name not in known:
@@ -153,7 +160,8 @@ def build_shallow_water(cfg: Mapping) -> ModelSetup:
     stepper = build_stepper(cfg, eq, dt)
     return ModelSetup(experiment=str(_get(cfg, "experiment.name", case_name)), grid=grid,
                       stepper=stepper, params=params, initial_state=case.initial_state, dt=dt,
-                      output=eq.output_fields, parameter_declarations=declarations,
+                      output=lambda state, step: eq.output_fields(state),
+                      parameter_declarations=declarations,
                       description=case.description)
 
 
@@ -200,6 +208,11 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
             grid, vertical, parametrizations=(HeldSuarez(),), hyperdiffusion_order=order,
             seed=int(_get(cfg, "experiment.seed", 0)), reference_temperature=t_ref,
             mass_fixer=bool(_get(cfg, "dynamics.mass_fixer", True)), tracers=tracers)
+    elif case_name == "aquaplanet":
+        case = cases.aquaplanet(
+            grid, vertical, build_column_physics(cfg), hyperdiffusion_order=order,
+            seed=int(_get(cfg, "experiment.seed", 0)), reference_temperature=t_ref,
+            mass_fixer=bool(_get(cfg, "dynamics.mass_fixer", True)))
     elif case_name == "held_suarez_spun_up":
         if grid.truncation != data.HELD_SUAREZ_STATE_TRUNCATION:
             raise ConfigError(f"the shipped Held-Suarez state is T{data.HELD_SUAREZ_STATE_TRUNCATION}; "
@@ -211,7 +224,7 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
         vertical = case.equation.vertical
     else:
         raise ConfigError(f"experiment.case={case_name!r}; choose one of jw_steady, jw_wave, "
-                          "held_suarez, held_suarez_spun_up")
+                          "held_suarez, held_suarez_spun_up, aquaplanet")
     eq = case.equation
     overrides = _parameter_overrides(cfg, eq.parameters)
     for key, value in diffusion.items():
@@ -220,26 +233,61 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
         params = parameters.default_values(eq.parameters, overrides, dtype=grid.dtype)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if eq.has_column_physics and str(_get(cfg, "run.stepper", "leapfrog")) != "leapfrog":
+        raise ConfigError(f"run.stepper={_get(cfg, 'run.stepper')!r}: the moist physics acts on "
+                          "the leapfrog's t - dt level; use run.stepper=leapfrog")
     stepper = build_stepper(cfg, eq, dt)
     if not bool(_get(cfg, "dynamics.tracer_positivity_fix", True)):
         eq_filter = eq.fix_mass
     else:
         eq_filter = eq.apply_fixers
-    if tracers or eq.global_mean_surface_pressure is not None:
+    if case.initial_state.tracers or eq.global_mean_surface_pressure is not None:
         stepper = time_integration.Filtered(stepper, eq_filter)
     vertical_output = str(_get(cfg, "output.vertical", "sigma"))
     if vertical_output not in ("sigma", "plev"):
         raise ConfigError(f"output.vertical={vertical_output!r}; choose sigma or plev")
     plev = np.asarray(STANDARD_PRESSURE_LEVELS) if vertical_output == "plev" else None
 
-    def output(state):
-        return eq.output_fields(state, pressure_levels=plev)
+    def output(state, step):
+        physics = None
+        if eq.has_column_physics:
+            physics = (params, step * dt, 2.0 * dt)
+        return eq.output_fields(state, pressure_levels=plev, physics=physics)
 
     return ModelSetup(experiment=str(_get(cfg, "experiment.name", case_name)), grid=grid,
                       stepper=stepper, params=params, initial_state=case.initial_state, dt=dt,
                       output=output, parameter_declarations=eq.parameters,
                       sigma=vertical.centers if plev is None else None,
                       plev=plev, description=case.description)
+
+
+def build_column_physics(cfg: Mapping):
+    """The moist physics of ``physics.schemes`` (default: the GFDL order) over the surface
+    ``surface=prescribed|slab``, with static options from ``physics.options.<scheme>``."""
+    import parametrizations
+    from esm.atmosphere.physics import SURFACES, ColumnPhysics
+
+    names = _get(cfg, "physics.schemes", None)
+    names = list(parametrizations.DEFAULT_ORDER if names is None else names)
+    for name in names:
+        if name not in parametrizations.SCHEMES:
+            raise ConfigError(f"physics.schemes: unknown scheme {name!r}; known schemes: "
+                              f"{', '.join(parametrizations.SCHEMES)}")
+    options = _get(cfg, "physics.options", {}) or {}
+    for name in options:
+        if name not in names:
+            raise ConfigError(f"physics.options.{name}: {name!r} is not among physics.schemes "
+                              f"({', '.join(names)})")
+    schemes = []
+    for name in names:
+        try:
+            schemes.append(parametrizations.build_scheme(name, **dict(options.get(name) or {})))
+        except ValueError as e:
+            raise ConfigError(f"physics.options.{name}: {e}") from None
+    surface = str(_get(cfg, "surface", "prescribed"))
+    if surface not in SURFACES:
+        raise ConfigError(f"surface={surface!r}; choose one of {', '.join(SURFACES)}")
+    return ColumnPhysics(schemes=tuple(schemes), surface=surface)
 
 
 FAMILIES: dict[str, Callable[[Mapping], ModelSetup]] = {

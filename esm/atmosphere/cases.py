@@ -17,6 +17,8 @@ Primitive equations:
   perturbations, from which the Held & Suarez (1994) forcing spins up a climate;
   ``held_suarez_spun_up`` starts from a spun-up state given as arrays (the application
   layer reads the shipped one, ``data/held_suarez_t21_l8.nc``).
+* ``aquaplanet``: moist physics over the QOBS SST (Neale & Hoskins 2000), prescribed or
+  as a slab ocean's initial state.
 """
 
 from __future__ import annotations
@@ -273,3 +275,47 @@ def held_suarez_spun_up(grid, state: Mapping[str, np.ndarray], parametrizations,
                                                          if mass_fixer else None))
     initial = pe.state_from_fields(grid, u, v, t, ps, eq.reference_temperature)
     return Case("held_suarez", eq, initial, "Held-Suarez 1994, spun-up T21 L8 state")
+
+
+def aquaplanet(grid, vertical, column_physics, hyperdiffusion_order: int = 4, seed: int = 0,
+               reference_temperature: float = 300.0, mass_fixer: bool = True,
+               initial_relative_humidity: float = 0.5) -> Case:
+    """An aquaplanet over the QOBS sea-surface temperature (Neale & Hoskins 2000), prescribed
+    or as the initial state of a slab ocean (``column_physics.surface``).
+
+    Initial state: at rest, ps = 1000 hPa, temperature falling from the SST with a lapse
+    rate of 6.5 K/km (sigma^(R Gamma / g)) to a 200 K floor, plus 0.1 K random noise
+    (deterministic from ``seed``), specific humidity ``initial_relative_humidity`` times
+    saturation below sigma = 0.3 and zero above (the moist physics spins up the rest).
+    """
+    from esm.atmosphere.column import saturation_specific_humidity
+    from esm.atmosphere.physics import SurfaceFields, qobs_sst
+
+    lat, _ = grid.lat_lon_mesh
+    sst = qobs_sst(lat)
+    sigma = vertical.centers.reshape(-1, 1, 1)
+    exponent = constants.GAS_CONSTANT_DRY_AIR * 6.5e-3 / constants.GRAVITY
+    rng = np.random.default_rng(seed)
+    shape = (vertical.layers,) + grid.nodal_shape
+    temperature = np.maximum(sst[None] * sigma**exponent, 200.0)
+    temperature = temperature + 0.1 * rng.standard_normal(shape)
+    ps = np.full(grid.nodal_shape, 1.0e5)
+    q = initial_relative_humidity * np.asarray(
+        saturation_specific_humidity(temperature, sigma * ps[None]))
+    q = np.where(sigma > 0.3, q, 0.0)
+    zeros = np.zeros(grid.nodal_shape)
+    surface = SurfaceFields(temperature=jnp.asarray(sst, grid.dtype),
+                            ocean_fraction=jnp.asarray(zeros + 1.0, grid.dtype),
+                            roughness_length=jnp.asarray(zeros + 3.21e-5, grid.dtype),
+                            q_flux=jnp.asarray(zeros, grid.dtype))
+    eq = pe.make_equations(grid, vertical, reference_temperature=reference_temperature,
+                           hyperdiffusion_order=hyperdiffusion_order,
+                           global_mean_surface_pressure=1.0e5 if mass_fixer else None,
+                           column_physics=column_physics, surface_fields=surface)
+    prognostic = {name: sst for name in column_physics.prognostic_surface}
+    accumulated = {name: zeros for name in ("precipitation", "evaporation", "humidity_fixer")}
+    state = pe.state_from_fields(grid, np.zeros(shape), np.zeros(shape), temperature, ps,
+                                 eq.reference_temperature, {"specific_humidity": q},
+                                 surface=prognostic, accumulated=accumulated)
+    return Case("aquaplanet", eq, state,
+                f"aquaplanet, Frierson-class moist physics, {column_physics.surface} QOBS SST")

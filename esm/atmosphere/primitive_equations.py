@@ -30,6 +30,7 @@ divergence, temperature, ln ps (n > 0 only, so mass is untouched) and tracers.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -50,16 +51,32 @@ GAS_CONSTANT = 287.04  # J/(kg K), dry air (Jablonowski & Williamson 2006)
 KAPPA = 2.0 / 7.0
 HEAT_CAPACITY = GAS_CONSTANT / KAPPA
 REFERENCE_SURFACE_PRESSURE = 1.0e5  # Pa; ln ps is stored as ln(ps / this)
+# column-physics diagnostics written to output (esm.driver.output gives their CMIP names)
+PHYSICS_OUTPUT = ("precipitation", "convective_precipitation", "evaporation",
+                  "surface_upward_latent_heat_flux", "surface_upward_sensible_heat_flux",
+                  "toa_outgoing_longwave", "toa_incoming_shortwave", "toa_outgoing_shortwave",
+                  "surface_net_downward_heat_flux", "surface_eastward_stress",
+                  "surface_northward_stress")
 
 
 class PrimitiveEquationsState(eqx.Module):
-    """Spectral prognostic fields; 3-d fields have shape (K,) + grid.modal_shape."""
+    """Spectral prognostic fields; 3-d fields have shape (K,) + grid.modal_shape.
+
+    With column physics: ``surface`` holds the prognostic surface fields on the grid
+    (``temperature`` of a slab ocean, (nlat, nlon), K) and ``accumulated`` the time integrals
+    of the surface water fluxes on the grid (``precipitation``, ``evaporation`` in kg/m^2,
+    ``humidity_fixer``: water added by the negative-humidity fixer, kg/m^2), stepped by the
+    same leapfrog and filter as the humidity itself, so the water budget closes in the
+    model's own discretisation.
+    """
 
     vorticity: jax.Array
     divergence: jax.Array
     temperature_variation: jax.Array
     log_surface_pressure: jax.Array  # shape grid.modal_shape
     tracers: dict = eqx.field(default_factory=dict)
+    surface: dict = eqx.field(default_factory=dict)
+    accumulated: dict = eqx.field(default_factory=dict)
 
 
 def _levels(matrix, field):
@@ -72,6 +89,10 @@ def _split(x, sizes):
     transpose is one concatenation, instead of many slices whose transposes are pads)."""
     assert sum(sizes) == x.shape[0], (sizes, x.shape)
     return jnp.split(x, np.cumsum(sizes)[:-1].tolist())
+
+
+def _zeros(fields: dict) -> dict:
+    return {k: jnp.zeros_like(x) for k, x in fields.items()}
 
 
 def _column(values, like):
@@ -111,7 +132,16 @@ class PrimitiveEquations(eqx.Module):
       hyperdiffusion_order: p of del^(2p); 0 switches it off (static).
       parametrizations: column schemes whose tendencies are added explicitly (static).
       global_mean_surface_pressure: if set (Pa), ``fix_mass`` restores this global mean of
-        ps after each step (a dry-mass fixer; the ln ps form does not conserve mass exactly).
+        ps after each step (a mass fixer; the ln ps form does not conserve mass exactly); with
+        ``specific_humidity`` among the tracers it is the global mean of the dry pressure
+        ps (1 - integral of q dsigma), i.e. the dry mass is held (water vapour varies).
+      column_physics: moist physics (``esm.atmosphere.physics.ColumnPhysics``) evaluated on
+        the leapfrog's older level over 2 dt (``physics_terms``), or None (static).
+      surface_fields: prescribed surface fields (``esm.atmosphere.physics.SurfaceFields``).
+      start_time: t0 (s): model time is t0 + k dt.
+
+    Moisture: specific humidity is an active tracer only through the physics; virtual
+    temperature effects are neglected in the dynamics, as in Frierson et al. (2006).
     """
 
     grid: SphericalHarmonicGrid = eqx.field(static=True)
@@ -122,13 +152,22 @@ class PrimitiveEquations(eqx.Module):
     hyperdiffusion_order: int = eqx.field(static=True, default=2)
     parametrizations: tuple = eqx.field(static=True, default=())
     global_mean_surface_pressure: float | None = eqx.field(static=True, default=None)
+    column_physics: Any = eqx.field(static=True, default=None)
+    surface_fields: Any = None
+    start_time: float = eqx.field(static=True, default=0.0)
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
         decls = hyperdiffusion.parameters(self.hyperdiffusion_order)
         for scheme in self.parametrizations:
             decls = decls + tuple(scheme.parameters)
+        if self.column_physics is not None:
+            decls = decls + self.column_physics.parameters
         return decls
+
+    @property
+    def has_column_physics(self) -> bool:
+        return self.column_physics is not None
 
     # ------------------------------------------------------------------ vertical matrices
     @property
@@ -215,6 +254,64 @@ class PrimitiveEquations(eqx.Module):
         shape = d.zonal_wind.shape
         return jax.tree.map(lambda x: x.reshape(shape), total)
 
+    # ------------------------------------------------------------------ column physics
+    def _column_physics(self, state, params, time, interval):
+        """The column physics on the grid of ``state``: (tendencies (K, nlat, nlon),
+        surface tendencies {name: (nlat, nlon)}, diagnostics {name: (nlat, nlon) or 3-d})."""
+        g, vc = self.grid, self.vertical
+        d = self.nodal_diagnostics(state)
+        shape = d.zonal_wind.shape
+        k = shape[0]
+        dtype = np.dtype(d.zonal_wind.dtype)
+
+        def flat(x):
+            return x.reshape(k, -1)
+
+        ps = REFERENCE_SURFACE_PRESSURE * jnp.exp(d.log_surface_pressure)
+        lat, lon = g.lat_lon_mesh
+        sf = self.surface_fields
+        ts = state.surface.get("temperature", sf.temperature)
+        surface = jax.tree.map(lambda x: x.reshape(-1), sf)
+        tend, surf, diags = self.column_physics.grid(
+            params, flat(d.zonal_wind), flat(d.meridional_wind), flat(d.temperature),
+            {n: flat(q) for n, q in d.tracers.items()}, ps.reshape(-1), ts.reshape(-1),
+            surface, vc.interfaces, np.asarray(lat.reshape(-1), dtype),
+            np.asarray(lon.reshape(-1), dtype), g.to_nodal(self.orography).reshape(-1),
+            jnp.asarray(time, dtype) + self.start_time, jnp.asarray(interval, dtype))
+        tend = jax.tree.map(lambda x: x.reshape(shape), tend)
+        surf = {n: x.reshape(shape[1:]) for n, x in surf.items()}
+        diags = {n: x.reshape(x.shape[:-1] + shape[1:]) for n, x in diags.items()}
+        return tend, surf, diags
+
+    def physics_terms(self, state: PrimitiveEquationsState, params, time, interval
+                      ) -> PrimitiveEquationsState:
+        """Spectral tendencies of the column physics on ``state`` acting over ``interval``
+        (s), at model time ``time`` (s since the start); the accumulators receive the
+        precipitation and evaporation rates. No ln ps tendency: the physics keeps ps."""
+        g = self.grid
+        tend, surf, diags = self._column_physics(state, params, time, interval)
+        vort, div = g.vorticity_divergence_from_velocity(tend.u, tend.v)
+        names = list(state.tracers)
+        modal = g.to_modal(jnp.concatenate([tend.temperature] + [tend.tracers[n] for n in names]))
+        k = self.vertical.layers
+        temperature, *tracers = _split(modal, [k] * (1 + len(names)))
+        rates = {"precipitation": diags.get("precipitation"),
+                 "evaporation": diags.get("evaporation")}
+        accumulated = {}
+        for name, x in state.accumulated.items():
+            rate = rates.get(name)
+            accumulated[name] = jnp.zeros_like(x) if rate is None else rate.astype(x.dtype)
+        return PrimitiveEquationsState(
+            vorticity=vort, divergence=div, temperature_variation=temperature,
+            log_surface_pressure=jnp.zeros_like(state.log_surface_pressure),
+            tracers=dict(zip(names, tracers)),
+            surface={n: surf[n].astype(x.dtype) for n, x in state.surface.items()},
+            accumulated=accumulated)
+
+    def physics_diagnostics(self, state, params, time, interval) -> dict[str, jax.Array]:
+        """The column physics' named diagnostics on the grid (instantaneous, on ``state``)."""
+        return self._column_physics(state, params, time, interval)[2]
+
     # ------------------------------------------------------------------------ tendencies
     def explicit_terms(self, state: PrimitiveEquationsState, params) -> PrimitiveEquationsState:
         g, vc = self.grid, self.vertical
@@ -266,7 +363,8 @@ class PrimitiveEquations(eqx.Module):
             divergence=div_momentum - g.laplacian(kinetic + self.orography),
             temperature_variation=heat - div_heat,
             log_surface_pressure=-column[0],
-            tracers={n: src - dq for n, src, dq in zip(names, sources, div_tracers)})
+            tracers={n: src - dq for n, src, dq in zip(names, sources, div_tracers)},
+            surface=_zeros(state.surface), accumulated=_zeros(state.accumulated))
 
     def _diffusion_rate(self, params, dtype):
         return hyperdiffusion.damping_rate(self.grid, self.hyperdiffusion_order, params, dtype)
@@ -283,7 +381,8 @@ class PrimitiveEquations(eqx.Module):
             temperature_variation=-_levels(self._h_matrix(), div),
             log_surface_pressure=-einsum("k,k...->...", jnp.asarray(vc.thickness, div.dtype),
                                              div),
-            tracers={k: jnp.zeros_like(q) for k, q in state.tracers.items()})
+            tracers={k: jnp.zeros_like(q) for k, q in state.tracers.items()},
+            surface=_zeros(state.surface), accumulated=_zeros(state.accumulated))
         rate = self._diffusion_rate(params, div.dtype)
         if rate is not None:
             out = PrimitiveEquationsState(
@@ -291,7 +390,8 @@ class PrimitiveEquations(eqx.Module):
                 divergence=out.divergence - rate * div,
                 temperature_variation=out.temperature_variation - rate * state.temperature_variation,
                 log_surface_pressure=out.log_surface_pressure - rate * state.log_surface_pressure,
-                tracers={k: -rate * q for k, q in state.tracers.items()})
+                tracers={k: -rate * q for k, q in state.tracers.items()},
+                surface=out.surface, accumulated=out.accumulated)
         return out
 
     def _wave_modes(self):
@@ -336,7 +436,8 @@ class PrimitiveEquations(eqx.Module):
         return PrimitiveEquationsState(
             vorticity=state.vorticity / d, divergence=div, temperature_variation=temp,
             log_surface_pressure=lnps,
-            tracers={k: q / d for k, q in state.tracers.items()})
+            tracers={k: q / d for k, q in state.tracers.items()},
+            surface=state.surface, accumulated=state.accumulated)
 
     # ------------------------------------------------------------------------ diagnostics
     def surface_pressure(self, state) -> jax.Array:
@@ -348,11 +449,16 @@ class PrimitiveEquations(eqx.Module):
         return (self.grid.to_nodal(self.orography)[None]
                 + GAS_CONSTANT * _levels(self.vertical.geopotential_matrix, temperature))
 
-    def output_fields(self, state, pressure_levels=None) -> dict[str, jax.Array]:
+    def output_fields(self, state, pressure_levels=None, physics=None) -> dict[str, jax.Array]:
         """The fields written to output, by descriptive name (the writer gives CMIP names):
         zonal_wind, meridional_wind, temperature, geopotential_height, pressure_velocity
         (omega, Pa/s) on sigma (or on the given pressure levels in Pa, NaN below the surface
-        / above the top), the tracers by their names, and surface_pressure."""
+        / above the top), the tracers by their names, and surface_pressure.
+
+        With column physics also surface_temperature, the accumulated water fluxes
+        (``precipitation_amount``, ... kg/m^2) and, given ``physics=(params, time,
+        interval)``, the physics diagnostics of ``PHYSICS_OUTPUT`` evaluated on ``state``
+        (instantaneous)."""
         d = self.nodal_diagnostics(state)
         ps = self.surface_pressure(state)
         pressure = _column(self.vertical.centers, d.zonal_wind) * ps[None]
@@ -365,6 +471,15 @@ class PrimitiveEquations(eqx.Module):
             fields = {k: interpolate_to_pressure(x, pressure, pressure_levels)
                       for k, x in fields.items()}
         fields["surface_pressure"] = ps
+        if self.column_physics is not None:
+            fields["surface_temperature"] = state.surface.get(
+                "temperature", self.surface_fields.temperature)
+            for name, x in state.accumulated.items():
+                fields[f"{name}_amount"] = x
+            if physics is not None:
+                params, time, interval = physics
+                diags = self.physics_diagnostics(state, params, time, interval)
+                fields.update({n: diags[n] for n in PHYSICS_OUTPUT if n in diags})
         return fields
 
     def tracer_mass(self, state, name: str):
@@ -381,11 +496,17 @@ class PrimitiveEquations(eqx.Module):
         Adding c to the n = 0 coefficient of ln ps adds c / sqrt(2) everywhere; the ln ps form
         of the continuity equation conserves the mean of ln ps, not of ps, so without this
         the mass drifts by ~1e-4 relative per 100 days at T21 (a standard global fixer, e.g.
-        Williamson & Olson 1994, MWR 122, 1594–1610).
+        Williamson & Olson 1994, MWR 122, 1594–1610). With specific humidity the global mean
+        of the dry pressure ps (1 - sum_k dsigma_k q_k) is held instead (the dry mass).
         """
         if self.global_mean_surface_pressure is None:
             return state
-        mean = self.grid.mean(self.surface_pressure(state))
+        ps = self.surface_pressure(state)
+        if "specific_humidity" in state.tracers:
+            q = self.grid.to_nodal(state.tracers["specific_humidity"])
+            ds = jnp.asarray(self.vertical.thickness, ps.dtype)
+            ps = ps * (1.0 - einsum("k,k...->...", ds, q))
+        mean = self.grid.mean(ps)
         shift = np.sqrt(2.0) * jnp.log(self.global_mean_surface_pressure / mean)
         lnps = state.log_surface_pressure.at[0, 0, 0].add(shift.astype(mean.dtype))
         return dataclasses.replace(state, log_surface_pressure=lnps)
@@ -411,19 +532,26 @@ class PrimitiveEquations(eqx.Module):
             return g.integrate(einsum("k,k...->...", ds, q_grid) * ps)
 
         fixed = {}
+        accumulated = dict(state.accumulated)
         for name, q in state.tracers.items():
             q_grid = g.to_nodal(q)
             clipped = g.to_modal(jnp.maximum(q_grid, 0.0))
             target, current = mass(q_grid), mass(g.to_nodal(clipped))
             scale = jnp.where(current > 0, target / jnp.where(current > 0, current, 1.0), 0.0)
             fixed[name] = clipped * scale
-        return dataclasses.replace(state, tracers=fixed)
+            if name == "specific_humidity" and "humidity_fixer" in accumulated:
+                # the water the fix moved: the negative column water it filled (kg/m^2)
+                negative = einsum("k,k...->...", ds, jnp.maximum(-q_grid, 0.0)) * ps
+                accumulated["humidity_fixer"] = (accumulated["humidity_fixer"]
+                                                 + negative / constants.GRAVITY)
+        return dataclasses.replace(state, tracers=fixed, accumulated=accumulated)
 
 
 def make_equations(grid: SphericalHarmonicGrid, vertical: SigmaCoordinates,
                    orography_geopotential=None, reference_temperature=300.0,
                    hyperdiffusion_order: int = 2, parametrizations=(),
-                   global_mean_surface_pressure: float | None = None) -> PrimitiveEquations:
+                   global_mean_surface_pressure: float | None = None, column_physics=None,
+                   surface_fields=None, start_time: float = 0.0) -> PrimitiveEquations:
     """Primitive equations with grid orography phi_s (m^2/s^2) or flat ground."""
     if orography_geopotential is None:
         orog = jnp.zeros(grid.modal_shape, grid.dtype)
@@ -437,11 +565,13 @@ def make_equations(grid: SphericalHarmonicGrid, vertical: SigmaCoordinates,
                               coriolis=jnp.asarray(coriolis_rotated(grid, 0.0), grid.dtype),
                               hyperdiffusion_order=int(hyperdiffusion_order),
                               parametrizations=tuple(parametrizations),
-                              global_mean_surface_pressure=global_mean_surface_pressure)
+                              global_mean_surface_pressure=global_mean_surface_pressure,
+                              column_physics=column_physics, surface_fields=surface_fields,
+                              start_time=float(start_time))
 
 
 def state_from_fields(grid, u, v, temperature, surface_pressure, reference_temperature,
-                      tracers=None) -> PrimitiveEquationsState:
+                      tracers=None, surface=None, accumulated=None) -> PrimitiveEquationsState:
     """Spectral state from grid u, v, T (K, nlat, nlon) and ps (nlat, nlon) in SI units."""
     dtype = grid.dtype
     vort, div = grid.vorticity_divergence_from_velocity(jnp.asarray(u, dtype),
@@ -451,4 +581,6 @@ def state_from_fields(grid, u, v, temperature, surface_pressure, reference_tempe
     lnps = grid.to_modal(jnp.asarray(np.log(np.asarray(surface_pressure)
                                             / REFERENCE_SURFACE_PRESSURE), dtype))
     tracers = {k: grid.to_modal(jnp.asarray(q, dtype)) for k, q in (tracers or {}).items()}
-    return PrimitiveEquationsState(vort, div, tvar, lnps, tracers)
+    surface = {k: jnp.asarray(x, dtype) for k, x in (surface or {}).items()}
+    accumulated = {k: jnp.asarray(x, dtype) for k, x in (accumulated or {}).items()}
+    return PrimitiveEquationsState(vort, div, tvar, lnps, tracers, surface, accumulated)

@@ -103,9 +103,10 @@ def default_values(declarations: Iterable[Parameter], overrides: Mapping[str, fl
 
 def table(declarations: Iterable[Parameter]) -> str:
     """A plain-text table of the declarations."""
-    rows = [("name", "default", "units", "bounds", "transform", "prior width")]
+    rows = [("name", "default", "units", "bounds", "transform", "prior width", "description")]
     for p in declarations:
         rows.append((p.name, f"{p.default:g}", p.units, f"[{p.bounds[0]:g}, {p.bounds[1]:g}]",
-                     p.transform, "-" if p.prior_width is None else f"{p.prior_width:g}"))
+                     p.transform, "-" if p.prior_width is None else f"{p.prior_width:g}",
+                     p.description))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)

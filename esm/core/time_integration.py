@@ -4,7 +4,12 @@ An equation provides (all pure functions of a state pytree and a parameter pytre
 
 * ``explicit_terms(state, params)``: the slow, nonlinear tendencies;
 * ``implicit_terms(state, params)``: the fast linear tendencies (gravity waves, diffusion);
-* ``implicit_inverse(state, eta, params)``: the solution ``y`` of ``y - eta * L(y) = state``.
+* ``implicit_inverse(state, eta, params)``: the solution ``y`` of ``y - eta * L(y) = state``;
+* optionally ``physics_terms(state, params, time, interval)``: column-physics tendencies that
+  act over ``interval`` seconds and are evaluated on the older leapfrog level (``time`` in
+  seconds since the start), as in the GFDL idealized moist model, where physics is
+  computed from the t - dt level over 2 dt. Only the leapfrog supports them; equations with
+  ``has_column_physics`` refuse the Runge–Kutta steppers.
 
 A stepper is built from ``(equation, dt)`` and exposes ``init(state, params) -> carry``,
 ``step(carry, params) -> carry`` and ``current(carry) -> state``. For single-level schemes
@@ -119,6 +124,11 @@ class ImExRungeKutta(AbstractStepper):
     def init(self, state, params):
         return state
 
+    def __check_init__(self):
+        if getattr(self.equation, "has_column_physics", False):
+            raise ValueError("column physics acts on the leapfrog's t - dt level; "
+                             "use the leapfrog stepper (run.stepper=leapfrog)")
+
     def step(self, state, params):
         eq, dt, tab = self.equation, self.dt, self.tableau
         f = [eq.explicit_terms(state, params)]
@@ -139,13 +149,15 @@ class ImExRungeKutta(AbstractStepper):
 class LeapfrogCarry(eqx.Module):
     """Both leapfrog time levels: ``previous`` (already filtered) and ``current``.
 
-    ``started`` is False only before the first step, which is then taken with IMEX-SIL3; the
-    carry is always at the time of ``current``.
+    ``started`` is False only before the first step; the carry is always at the time of
+    ``current``, which is ``step * dt`` after the start (``step``: an integer counter, so model
+    time is never an accumulated float).
     """
 
     previous: PyTree
     current: PyTree
     started: jax.Array
+    step: jax.Array = eqx.field(default_factory=lambda: jnp.asarray(0, jnp.int32))
 
 
 class SemiImplicitLeapfrog(AbstractStepper):
@@ -171,7 +183,8 @@ class SemiImplicitLeapfrog(AbstractStepper):
         return 2 if self.williams == 0.5 else 1
 
     def init(self, state, params):
-        return LeapfrogCarry(previous=state, current=state, started=jnp.asarray(False))
+        return LeapfrogCarry(previous=state, current=state, started=jnp.asarray(False),
+                             step=jnp.asarray(0, jnp.int32))
 
     def step(self, carry, params):
         eq = self.equation
@@ -182,6 +195,12 @@ class SemiImplicitLeapfrog(AbstractStepper):
         # lax.cond: a scanned cond would carry (and, under AD, store) both branches.
         tau = jnp.where(carry.started, self.dt, 0.5 * self.dt)
         explicit = eq.explicit_terms(cur, params)
+        if getattr(eq, "has_column_physics", False):
+            # physics from the older level over the leapfrog interval 2 tau (GFDL)
+            older_step = carry.step - carry.started.astype(carry.step.dtype)
+            time = older_step.astype(tau.dtype) * self.dt
+            physics = eq.physics_terms(prev, params, time, 2.0 * tau)
+            explicit = jax.tree.map(jnp.add, explicit, physics)
         implicit = eq.implicit_terms(prev, params)
         rhs = jax.tree.map(lambda p, n, l: p + 2.0 * tau * n + tau * l, prev, explicit, implicit)
         new = eq.implicit_inverse(rhs, tau, params)
@@ -189,7 +208,8 @@ class SemiImplicitLeapfrog(AbstractStepper):
         d = jax.tree.map(lambda p, c, n: half * (p - 2.0 * c + n), prev, cur, new)
         cur = jax.tree.map(lambda c, dd: c + self.williams * dd, cur, d)
         new = jax.tree.map(lambda n, dd: n + (self.williams - 1.0) * dd, new, d)
-        return LeapfrogCarry(previous=cur, current=new, started=jnp.asarray(True))
+        return LeapfrogCarry(previous=cur, current=new, started=jnp.asarray(True),
+                             step=carry.step + 1)
 
     def current(self, carry):
         return carry.current
@@ -215,7 +235,8 @@ class Filtered(AbstractStepper):
 
     def _apply(self, carry):
         if isinstance(carry, LeapfrogCarry):
-            return LeapfrogCarry(carry.previous, self.filter(carry.current), carry.started)
+            return LeapfrogCarry(carry.previous, self.filter(carry.current), carry.started,
+                                 carry.step)
         return self.filter(carry)
 
     def step(self, carry, params):

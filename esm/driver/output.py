@@ -47,6 +47,44 @@ VARIABLES: dict[str, tuple[str, dict[str, str]]] = {
                              "units": "kg m-2 s-1"}),
     "surface_temperature": ("ts", {"standard_name": "surface_temperature",
                                    "long_name": "Surface Temperature", "units": "K"}),
+    "convective_precipitation": ("prc", {"standard_name": "convective_precipitation_flux",
+                                         "long_name": "Convective Precipitation",
+                                         "units": "kg m-2 s-1"}),
+    "evaporation": ("evspsbl", {"standard_name": "water_evapotranspiration_flux",
+                                "long_name": "Evaporation Including Sublimation and Transpiration",
+                                "units": "kg m-2 s-1"}),
+    "surface_upward_latent_heat_flux": ("hfls", {
+        "standard_name": "surface_upward_latent_heat_flux",
+        "long_name": "Surface Upward Latent Heat Flux", "units": "W m-2"}),
+    "surface_upward_sensible_heat_flux": ("hfss", {
+        "standard_name": "surface_upward_sensible_heat_flux",
+        "long_name": "Surface Upward Sensible Heat Flux", "units": "W m-2"}),
+    "toa_outgoing_longwave": ("rlut", {"standard_name": "toa_outgoing_longwave_flux",
+                                       "long_name": "TOA Outgoing Longwave Radiation",
+                                       "units": "W m-2"}),
+    "toa_incoming_shortwave": ("rsdt", {"standard_name": "toa_incoming_shortwave_flux",
+                                        "long_name": "TOA Incident Shortwave Radiation",
+                                        "units": "W m-2"}),
+    "toa_outgoing_shortwave": ("rsut", {"standard_name": "toa_outgoing_shortwave_flux",
+                                        "long_name": "TOA Outgoing Shortwave Radiation",
+                                        "units": "W m-2"}),
+    "surface_eastward_stress": ("tauu", {"standard_name": "surface_downward_eastward_stress",
+                                         "long_name": "Surface Downward Eastward Wind Stress",
+                                         "units": "Pa"}),
+    "surface_northward_stress": ("tauv", {"standard_name": "surface_downward_northward_stress",
+                                          "long_name": "Surface Downward Northward Wind Stress",
+                                          "units": "Pa"}),
+    "surface_net_downward_heat_flux": ("hfdsl", {
+        "long_name": "Net Downward Heat Flux into the Slab Mixed Layer", "units": "W m-2"}),
+    "precipitation_amount": ("pr_acc", {"standard_name": "precipitation_amount",
+                                        "long_name": "Precipitation Accumulated since the Start",
+                                        "units": "kg m-2"}),
+    "evaporation_amount": ("evspsbl_acc", {"standard_name": "water_evaporation_amount",
+                                           "long_name": "Evaporation Accumulated since the Start",
+                                           "units": "kg m-2"}),
+    "humidity_fixer_amount": ("hus_fixer_acc", {
+        "long_name": "Water Added by the Negative-Humidity Fixer since the Start",
+        "units": "kg m-2"}),
     "orography": ("orog", {"standard_name": "surface_altitude", "long_name": "Surface Altitude",
                            "units": "m"}),
     "pressure_velocity": ("wap", {"standard_name": "lagrangian_tendency_of_air_pressure",
@@ -142,7 +180,7 @@ class NetCDFWriter:
     ``write``. Each chunk is its own part file; ``assemble`` joins them.
     """
 
-    def __init__(self, run_dir, fields: Callable[[Any], Mapping[str, Any]], every: int,
+    def __init__(self, run_dir, fields: Callable[[Any, Any], Mapping[str, Any]], every: int,
                  coordinates: GridCoordinates, dt: float, name: str = "output",
                  attrs: Mapping[str, Any] | None = None):
         if int(every) < 1:

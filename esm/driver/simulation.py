@@ -78,7 +78,7 @@ class Writer(Protocol):
     """An output writer (e.g. ``esm.driver.output.NetCDFWriter``)."""
 
     every: int
-    fields: Callable[[Any], Any]
+    fields: Callable[[Any, Any], Any]  # (state, step counter) -> {name: array}
 
     def start(self) -> None: ...
 
@@ -186,7 +186,7 @@ class Simulation:
       model: stepper, params, initial_state and dt (s).
       n_steps: steps to run (a restarted run continues from the file's step counter for
         ``n_steps`` more).
-      writers: output writers; each writes ``fields(state)`` every ``writer.every`` steps,
+      writers: output writers; each writes ``fields(state, step)`` every ``writer.every`` steps,
         at step 0 when not restarting, and at the last step if that is off its schedule.
       callbacks: called after each chunk in order (put ``HealthCheck`` first, so that a
         restart file is never written from a non-finite state).
@@ -237,7 +237,7 @@ class Simulation:
 
     def _observe(self, g: _Guarded):
         state = self.model.stepper.current(g.carry)
-        return g.step, tuple(w.fields(state) for w in self.writers)
+        return g.step, tuple(w.fields(state, g.step) for w in self.writers)
 
     def _chunk_fn(self, save_every: int, n_saves: int) -> Callable:
         def chunk(g, params):
@@ -289,7 +289,8 @@ class Simulation:
         else:
             carry = jax.jit(lambda x, p: m.stepper.init(x, p))(m.initial_state, m.params)
             start = 0
-            initial = jax.jit(lambda x: tuple(w.fields(x) for w in self.writers))(m.initial_state)
+            initial = jax.jit(lambda x: tuple(w.fields(x, jnp.asarray(0, jnp.int32))
+                                              for w in self.writers))(m.initial_state)
             self._write(np.array([0]), [{k: np.asarray(v)[None] for k, v in f.items()}
                                         for f in initial])
         self.start_step = self.step = start
