@@ -189,6 +189,27 @@ class PrimitiveEquations(eqx.Module):
         return h
 
     # ------------------------------------------------------------------ grid diagnostics
+    def grid_columns(self, state: PrimitiveEquationsState):
+        """u, v, T (K, nlat, nlon), the tracers and ln(ps / 1000 hPa) (nlat, nlon) on the grid:
+        what the column physics needs, from one batched inverse transform (the subset of
+        ``nodal_diagnostics`` without the derivatives the dynamics needs)."""
+        g, vc = self.grid, self.vertical
+        k = vc.layers
+        psi = g.inverse_laplacian(state.vorticity)
+        chi = g.inverse_laplacian(state.divergence)
+        names = list(state.tracers)
+        ext = g.extend
+        nodal = g.to_nodal_extended(jnp.concatenate(
+            [ext(g.d_dlon(chi)) - g.cos_lat_d_dlat_extended(psi),
+             ext(g.d_dlon(psi)) + g.cos_lat_d_dlat_extended(chi),
+             ext(state.temperature_variation)]
+            + [ext(state.tracers[n]) for n in names] + [ext(state.log_surface_pressure[None])]))
+        sec = jnp.asarray(1.0 / (g.radius * g.cos_lat), nodal.dtype)[:, None]
+        big_u, big_v, tvar, *rest = _split(nodal, [k, k, k] + [k] * len(names) + [1])
+        temperature = tvar + _column(self._t_ref, tvar)
+        return (big_u * sec, big_v * sec, temperature, dict(zip(names, rest[:-1])),
+                rest[-1][0])
+
     def nodal_diagnostics(self, state: PrimitiveEquationsState) -> PrimitiveEquationsDiagnostics:
         """The grid fields of ``state`` (see ``PrimitiveEquationsDiagnostics``)."""
         g, vc = self.grid, self.vertical
@@ -259,22 +280,22 @@ class PrimitiveEquations(eqx.Module):
         """The column physics on the grid of ``state``: (tendencies (K, nlat, nlon),
         surface tendencies {name: (nlat, nlon)}, diagnostics {name: (nlat, nlon) or 3-d})."""
         g, vc = self.grid, self.vertical
-        d = self.nodal_diagnostics(state)
-        shape = d.zonal_wind.shape
+        u, v, temperature, tracers, lnps = self.grid_columns(state)
+        shape = u.shape
         k = shape[0]
-        dtype = np.dtype(d.zonal_wind.dtype)
+        dtype = np.dtype(u.dtype)
 
         def flat(x):
             return x.reshape(k, -1)
 
-        ps = REFERENCE_SURFACE_PRESSURE * jnp.exp(d.log_surface_pressure)
+        ps = REFERENCE_SURFACE_PRESSURE * jnp.exp(lnps)
         lat, lon = g.lat_lon_mesh
         sf = self.surface_fields
         ts = state.surface.get("temperature", sf.temperature)
         surface = jax.tree.map(lambda x: x.reshape(-1), sf)
         tend, surf, diags = self.column_physics.grid(
-            params, flat(d.zonal_wind), flat(d.meridional_wind), flat(d.temperature),
-            {n: flat(q) for n, q in d.tracers.items()}, ps.reshape(-1), ts.reshape(-1),
+            params, flat(u), flat(v), flat(temperature),
+            {n: flat(q) for n, q in tracers.items()}, ps.reshape(-1), ts.reshape(-1),
             surface, vc.interfaces, np.asarray(lat.reshape(-1), dtype),
             np.asarray(lon.reshape(-1), dtype), g.to_nodal(self.orography).reshape(-1),
             jnp.asarray(time, dtype) + self.start_time, jnp.asarray(interval, dtype))

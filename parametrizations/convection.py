@@ -1,0 +1,346 @@
+"""Simplified Betts–Miller convection (Frierson 2007) for one column.
+
+Frierson, D. M. W., 2007: The dynamics of idealized convection schemes and their effect on
+the zonally averaged tropical circulation. J. Atmos. Sci., 64, 1959–1976, section 2 and the
+appendix; the GFDL idealized moist model's ``qe_moist_convection`` / ``betts_miller`` module
+(Frierson's code, with the shallow-convection options ``do_shallower`` and
+``do_changeqref``). Temperature and humidity relax over a time tau towards reference profiles
+(Frierson 2007 eqs. 1–2)
+
+    dT/dt = -(T - T_ref) / tau,   dq/dt = -(q - q_ref) / tau,
+
+in the layers from the surface to the level of neutral buoyancy of a parcel lifted from the
+lowest model level, where the parcel has CAPE.
+
+Parcel (the lowest layer, T0, q0, geopotential phi0). It conserves moist static energy on
+the model levels, h = c_p T + phi + L q, with the environmental geopotential phi_k:
+
+    dry (below the LCL):   T_dry,k = T0 + (phi0 - phi_k) / c_p           (dry static energy)
+    saturated (above):     c_p T + L q_s(T, p_k) = c_p T_dry,k + L q0      (moist static energy)
+
+The saturated temperature T_moist,k is found with ``parcel_iterations`` (static, default 8)
+Newton iterations from T_dry,k (the function is convex in T, so after the first step the
+iterates decrease monotonically to the root; 8 leave a residual below 1e-9 K in float64).
+Because c_p T + L q_s(T) increases with T, T_moist > T_dry exactly where the parcel is
+saturated (q0 > q_s(T_dry)): the parcel temperature is T_p = max(T_dry, T_moist) (continuous
+at the LCL). Frierson neglects virtual-temperature effects: the buoyancy is T_p - T and
+
+    CAPE = R_d sum_k (T_p,k - T_k) ln(p_{k+1/2} / p_{k-1/2})                 (Frierson 2007)
+
+over the layers from the level of free convection (the first layer above the origin where the
+parcel is saturated and buoyant) to the level of neutral buoyancy (the last buoyant layer
+before the first saturated non-buoyant one), as in the GFDL code; layers below the LCL add to
+the CIN, not to the CAPE, and do not end the ascent. The convecting layers are the origin and
+every layer up to the level of neutral buoyancy (the convective top). The diagnostic LCL
+pressure solves q0 = q_s(T0 (p/p0)^kappa, p) by Newton iterations in ln p (dry adiabat of the
+origin; clipped to [p_top, p0]).
+
+Reference profiles and first guess over the interval dt = column.dt, with the exact
+relaxation factor r = 1 - exp(-dt / tau) (the solution of the relaxation over dt with a
+fixed reference; r <= 1):
+
+    T_ref = T_p,  q_ref = RH_SBM q_s(T_p, p),
+    dT1_k = -c_k r (T_k - T_ref,k),  dq1_k = -c_k r (q_k - q_ref,k)    (c_k: convecting weight)
+    P_q = -(1/g) sum dq1 dp / dt,  P_T = (c_p / (L g)) sum dT1 dp / dt   (kg m-2 s-1)
+
+Deep convection (P_q > 0 and P_T > 0; Frierson 2007 appendix): T_ref is shifted by a constant
+over the convecting layers so that the column moist enthalpy is conserved, i.e. P_T = P_q:
+
+    dT_k = dT1_k + c_k delta,  delta = -sum (dT1 + (L/c_p) dq1) dp / sum c dp,
+    precipitation = P_q.
+
+(Frierson's enthalpy correction; the GFDL variant that lengthens the humidity time scale when
+P_q > P_T is not used.) Shallow convection (P_q <= 0, P_T > 0), static option ``shallow``:
+
+* ``"shallower"`` (Frierson 2007's "shallower" scheme, GFDL ``do_shallower``): the convective
+  depth is reduced to where the humidity integral vanishes. With the partial sums
+  S(z) = -(1/g) sum_{layers below z} dq1 dp, linear within a layer, the new top z* is the
+  highest zero of S with S > 0 just below it (the level the GFDL code finds by removing layers
+  from the top); the layer containing z* convects with the fraction that makes the
+  precipitation exactly zero, the layers above not at all. T is then shifted by a constant over
+  the remaining layers (weighted by their fraction) so that the net heating vanishes; this is
+  the same enthalpy correction as in the deep case, which for P_q >= 0 (z* = the full depth)
+  is deep convection itself. The reduced depth is continuous in the state except where a new
+  zero of S appears (a jump of the convective top) and where the top layer dries as P_q
+  crosses 0.
+* ``"qflux"`` (Frierson 2007's q-flux scheme, GFDL ``do_changeqref``): the depth is kept, the
+  humidity reference is scaled, q_ref -> f q_ref with f = sum c q dp / sum c q_ref dp, so that
+  the humidity change integrates to zero (moisture is moved from the lower to the upper
+  layers), and T is shifted so that the net heating vanishes.
+
+No convection where CAPE <= 0 or P_T <= 0. Positivity: q + dq = (1 - a) q + a q_ref' with
+a = (switches) c r <= 1 and q_ref' >= 0 in every branch, so the relaxation never drains a layer
+of more than it holds and never creates negative humidity; the column enthalpy
+sum (c_p dT + L dq) dp / g is zero by construction in every branch, and the precipitation is
+-sum dq dp / g / dt (>= 0; set to max(., 0) against rounding).
+
+Smoothed switches (static options; width 0 is the hard switch of the GFDL code):
+
+* ``buoyancy_width`` (K, default 0.5): "saturated" (T_moist - T_dry > 0) and "buoyant"
+  (T_p - T > 0) are smooth steps of width w centred on 0, S((x + w/2) / w); the parcel is
+  T_dry + S (T_moist - T_dry). The convecting weight c_k is built from these as a product
+  over the layers below (the smooth form of "not yet past the level of neutral buoyancy"):
+  A_k = 1 - prod_{j<=k} (1 - sat_j buoy_j) (free convection reached), and
+  c_k = prod_{j<=k} (1 - A_{j-1} sat_j (1 - buoy_j)), with CAPE = R_d sum A_k c_k (T_p - T) dlnp.
+* ``cape_width`` (J/kg, default 10): the convection is multiplied by S(CAPE / cape_width).
+* ``precipitation_width`` (kg m-2 s-1, default 1e-6, about 0.09 mm/day): by S(P_T / width)
+  (P_T > 0) and, for ``qflux``, deep and shallow are blended with S(P_q / width).
+
+S(t) = 0 for t <= 0, 1 for t >= 1 and sigmoid(1/(1-t) - 1/t) between (C-infinity, exactly 0 or
+1 outside the band, so that a stable column gets exactly zero tendencies and precipitation is
+never negative; values below 1e-43 near t = 0 are set to 0). Outside the bands the scheme is
+the hard-switch scheme exactly.
+
+Diagnostics: ``convective_precipitation`` and ``precipitation`` (kg m-2 s-1), ``cape`` (J/kg,
+max(CAPE, 0)), ``convective_top_pressure`` (Pa: p_s minus the pressure depth of the convecting
+layers, each weighted by its convecting fraction and the switches; p_s without convection),
+``lifting_condensation_level_pressure`` (Pa). Winds and tracers other than
+``specific_humidity`` are not changed.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from esm.atmosphere.column import (AbstractColumnScheme, ColumnOutput, ColumnState,
+                                   ColumnTendencies, SurfaceState, saturation_specific_humidity,
+                                   saturation_specific_humidity_slope)
+from esm.core import constants
+from esm.core.parameters import Parameter
+
+HUMIDITY = "specific_humidity"
+SHALLOW_SCHEMES = ("shallower", "qflux")
+# q_s is evaluated at max(T, TEMPERATURE_FLOOR): the dry parcel near a high model top can be
+# colder than 50 K (or below 0 K), where q_s < 1e-35 is negligible anyway.
+TEMPERATURE_FLOOR = 50.0
+# the smooth step is 0 below t = STEP_CUTOFF (where it is below 1e-43) to keep 1/t finite
+STEP_CUTOFF = 0.01
+
+CONVECTION_PARAMETERS = (
+    Parameter("convection.tau", 7200.0, "s", (300.0, 172800.0), "log", 1.0,
+              "relaxation time of the simplified Betts-Miller scheme (Frierson 2007: 2 h)"),
+    Parameter("convection.relative_humidity", 0.7, "1", (0.3, 1.0), "logit", 1.0,
+              "relative humidity RH_SBM of the reference humidity profile (Frierson 2007: 0.7)"),
+)
+
+
+def smooth_step(x, width: float):
+    """S(x / width): 0 for x <= 0, 1 for x >= width, sigmoid(1/(1-t) - 1/t) between
+    (C-infinity); ``width`` = 0: the hard step x > 0."""
+    if width == 0.0:
+        return jnp.where(x > 0, jnp.ones_like(x), jnp.zeros_like(x))
+    t = x / width
+    inside = (t > STEP_CUTOFF) & (t < 1.0 - STEP_CUTOFF)
+    ts = jnp.where(inside, t, 0.5)
+    value = jax.nn.sigmoid(1.0 / (1.0 - ts) - 1.0 / ts)
+    return jnp.where(inside, value, jnp.where(t >= 0.5, jnp.ones_like(t), jnp.zeros_like(t)))
+
+
+def centred_step(x, width: float):
+    """The smooth step centred on 0: S((x + width / 2) / width) (the hard step for 0)."""
+    return smooth_step(x + 0.5 * width, width)
+
+
+def _qs(temperature, pressure):
+    return saturation_specific_humidity(jnp.maximum(temperature, TEMPERATURE_FLOOR), pressure)
+
+
+def _dqs_dt(temperature, pressure):
+    slope = saturation_specific_humidity_slope(jnp.maximum(temperature, TEMPERATURE_FLOOR),
+                                               pressure)
+    return jnp.where(temperature > TEMPERATURE_FLOOR, slope, jnp.zeros_like(slope))
+
+
+def saturated_parcel_temperature(dry_temperature, humidity, pressure, iterations: int = 8):
+    """T with c_p T + L q_s(T, p) = c_p T_dry + L q0 (Newton from T_dry), shape of T_dry."""
+    cp, lv = constants.HEAT_CAPACITY_DRY_AIR, constants.LATENT_HEAT_VAPORIZATION
+    t = dry_temperature
+    for _ in range(iterations):
+        residual = cp * (t - dry_temperature) + lv * (_qs(t, pressure) - humidity)
+        t = t - residual / (cp + lv * _dqs_dt(t, pressure))
+    return t
+
+
+def lifting_condensation_pressure(temperature, humidity, pressure, top_pressure,
+                                  iterations: int = 8):
+    """p_LCL (Pa): q0 = q_s(T0 (p/p0)^kappa, p) along the dry adiabat of (T0, q0, p0), by
+    Newton iterations in x = ln(p / p0) from x = 0, clipped to [ln(p_top / p0), 0]."""
+    kappa = constants.KAPPA
+    log_q0 = jnp.log(jnp.maximum(humidity, 1e-30))
+    x_min = jnp.log(top_pressure / pressure)
+
+    def mismatch(x):
+        qs = _qs(temperature * jnp.exp(kappa * x), pressure * jnp.exp(x))
+        return jnp.log(jnp.maximum(qs, 1e-30)) - log_q0
+
+    x = jnp.zeros_like(temperature)
+    for _ in range(iterations):
+        value, slope = jax.jvp(mismatch, (x,), (jnp.ones_like(x),))
+        x = jnp.clip(x - value / jnp.maximum(slope, 0.5), x_min, 0.0)
+    return pressure * jnp.exp(x)
+
+
+def _bottom_up_cumprod(x):
+    return jnp.cumprod(x)
+
+
+class SimplifiedBettsMiller(AbstractColumnScheme):
+    """Frierson (2007) simplified Betts–Miller convection (registry name ``convection``).
+
+    Attributes (static options):
+      shallow: ``"shallower"`` (reduce the convective depth until the humidity integral
+        vanishes) or ``"qflux"`` (rescale the humidity reference); see the module docstring.
+      buoyancy_width: width (K) of the "saturated" and "buoyant" switches; 0 = hard.
+      cape_width: width (J/kg) of the CAPE > 0 switch; 0 = hard.
+      precipitation_width: width (kg m-2 s-1) of the P_T > 0 (and, for qflux, P_q > 0)
+        switches; 0 = hard.
+      parcel_iterations: Newton iterations for the saturated parcel temperature.
+      lcl_iterations: Newton iterations for the diagnostic LCL pressure.
+    """
+
+    name: ClassVar[str] = "convection"
+    shallow: str = eqx.field(default="shallower", static=True)
+    buoyancy_width: float = eqx.field(default=0.5, static=True)
+    cape_width: float = eqx.field(default=10.0, static=True)
+    precipitation_width: float = eqx.field(default=1e-6, static=True)
+    parcel_iterations: int = eqx.field(default=8, static=True)
+    lcl_iterations: int = eqx.field(default=8, static=True)
+
+    def __check_init__(self):
+        if self.shallow not in SHALLOW_SCHEMES:
+            raise ValueError(f"shallow={self.shallow!r}; choose one of "
+                             f"{', '.join(SHALLOW_SCHEMES)}")
+        for field in ("buoyancy_width", "cape_width", "precipitation_width"):
+            if not getattr(self, field) >= 0.0:
+                raise ValueError(f"{field}={getattr(self, field)} must be >= 0")
+        for field in ("parcel_iterations", "lcl_iterations"):
+            if int(getattr(self, field)) < 1:
+                raise ValueError(f"{field}={getattr(self, field)} must be >= 1")
+
+    @property
+    def parameters(self):
+        return CONVECTION_PARAMETERS
+
+    # ------------------------------------------------------------------ the scheme
+    def parcel(self, column: ColumnState):
+        """Parcel of the lowest layer: dict with T_dry, T_moist, the saturated switch and T_p
+        ((K,) each, top to bottom)."""
+        t, q, p, phi = (column.temperature, column.specific_humidity, column.pressure,
+                        column.geopotential)
+        t_dry = t[-1] + (phi[-1] - phi) / constants.HEAT_CAPACITY_DRY_AIR
+        t_moist = saturated_parcel_temperature(t_dry, q[-1], p, int(self.parcel_iterations))
+        excess = t_moist - t_dry
+        saturated = centred_step(excess, self.buoyancy_width)
+        return {"dry": t_dry, "moist": t_moist, "saturated": saturated,
+                "temperature": t_dry + saturated * excess}
+
+    def profiles(self, params, column: ColumnState) -> dict:
+        """Every intermediate of the scheme (changes over column.dt, (K,) top to bottom)."""
+        cp, lv, g = (constants.HEAT_CAPACITY_DRY_AIR, constants.LATENT_HEAT_VAPORIZATION,
+                     constants.GRAVITY)
+        rd = constants.GAS_CONSTANT_DRY_AIR
+        par = params[self.name]
+        tau, rh = par["tau"], par["relative_humidity"]
+        t, q = column.temperature, column.specific_humidity
+        p, ph, dp = column.pressure, column.half_pressure, column.thickness
+        dt = column.dt
+        k = t.shape[0]
+
+        parcel = self.parcel(column)
+        t_parcel = parcel["temperature"]
+        buoyancy = t_parcel - t
+        buoyant = centred_step(buoyancy, self.buoyancy_width)
+
+        # ln(p_{k+1/2} / p_{k-1/2}); the top interface p = 0 is replaced by p_0^2 / p_{1/2}
+        top = jnp.where(ph[0] > 0, ph[0], p[0] ** 2 / ph[1])
+        upper = jnp.concatenate([top[None], ph[1:-1]])
+        dlnp = jnp.log(ph[1:] / upper)
+
+        # bottom-up (index 0 = origin layer); the origin is never tested (GFDL)
+        sat_b, buoy_b = parcel["saturated"][::-1][1:], buoyant[::-1][1:]
+        free = 1.0 - _bottom_up_cumprod(1.0 - sat_b * buoy_b)  # LFC at or below
+        free_below = jnp.concatenate([jnp.zeros_like(free[:1]), free[:-1]])
+        alive = _bottom_up_cumprod(1.0 - free_below * sat_b * (1.0 - buoy_b))
+        one = jnp.ones_like(alive[:1])
+        weight_b = jnp.concatenate([one, alive])
+        cape_b = jnp.concatenate([0.0 * one, free * alive])
+        cape = rd * jnp.sum(cape_b * buoyancy[::-1] * dlnp[::-1])
+        weight = weight_b[::-1]
+
+        # reference profiles and first guess
+        t_ref = t_parcel
+        q_ref = rh * _qs(t_parcel, p)
+        relax = -jnp.expm1(-dt / tau)
+        dt1 = -weight * relax * (t - t_ref)
+        dq1 = -weight * relax * (q - q_ref)
+        p_q = -jnp.sum(dq1 * dp) / g / dt
+        p_t = cp / lv * jnp.sum(dt1 * dp) / g / dt
+        gate = (smooth_step(cape, self.cape_width)
+                * smooth_step(p_t, self.precipitation_width))
+
+        out = {"parcel": parcel, "buoyant": buoyant, "cape": cape, "weight": weight,
+               "t_ref": t_ref, "q_ref": q_ref, "relax": relax, "dt_first": dt1,
+               "dq_first": dq1, "p_q": p_q, "p_t": p_t, "gate": gate}
+
+        if self.shallow == "shallower":
+            amount_b = (-dq1 * dp / g)[::-1]
+            below_and = jnp.cumsum(amount_b)  # S at the top of each layer
+            below = below_and - amount_b  # S at its bottom
+            crossing = (below >= 0) & (below_and < 0)
+            fraction = below / jnp.where(crossing, below - below_and, 1.0)
+            levels = jnp.arange(k, dtype=t.dtype)
+            heights = jnp.where(crossing, levels + fraction, 0.0)
+            z_top = jnp.where(below_and[-1] >= 0, jnp.asarray(k, t.dtype), jnp.max(heights))
+            depth = jnp.clip(z_top - levels, 0.0, 1.0)[::-1]
+            dq2 = depth * dq1
+            dt2 = depth * dt1
+            weight2 = depth * weight
+            out.update(shallow_top=z_top,
+                       shallow_level=jnp.where(below_and[-1] >= 0, k,
+                                               jnp.argmax(heights)))
+        else:
+            deep = smooth_step(p_q, self.precipitation_width)
+            factor = jnp.sum(weight * q * dp) / jnp.sum(weight * q_ref * dp)
+            dq_shallow = -weight * relax * (q - factor * q_ref)
+            dq2 = deep * dq1 + (1.0 - deep) * dq_shallow
+            dt2 = dt1
+            weight2 = weight
+            out.update(deep=deep, humidity_factor=factor)
+
+        # enthalpy correction (uniform shift of T_ref over the convecting layers)
+        imbalance = jnp.sum((dt2 + lv / cp * dq2) * dp)
+        mass = jnp.sum(weight2 * dp)
+        safe_mass = jnp.where(mass > 0, mass, jnp.ones_like(mass))
+        shift = jnp.where(mass > 0, -imbalance / safe_mass, jnp.zeros_like(mass))
+        delta_t = gate * (dt2 + weight2 * shift)
+        delta_q = gate * dq2
+        out.update(shift=shift, convecting=gate * weight2, delta_t=delta_t, delta_q=delta_q)
+        return out
+
+    def __call__(self, params, column: ColumnState, surface: SurfaceState | None = None,
+                 diagnostics: dict | None = None) -> ColumnOutput:
+        prof = self.profiles(params, column)
+        dt, g = column.dt, constants.GRAVITY
+        delta_t, delta_q = prof["delta_t"], prof["delta_q"]
+        precipitation = jnp.maximum(-jnp.sum(delta_q * column.thickness) / g / dt, 0.0)
+        tracers = {k: jnp.zeros_like(x) for k, x in column.tracers.items()}
+        tracers[HUMIDITY] = delta_q / dt
+        zero = jnp.zeros_like(column.temperature)
+        p_lcl = lifting_condensation_pressure(column.temperature[-1],
+                                              column.specific_humidity[-1],
+                                              column.pressure[-1], column.pressure[0],
+                                              int(self.lcl_iterations))
+        top = column.surface_pressure - jnp.sum(prof["convecting"] * column.thickness)
+        return ColumnOutput(
+            tendencies=ColumnTendencies(u=zero, v=zero, temperature=delta_t / dt,
+                                        tracers=tracers),
+            surface={},
+            diagnostics={"convective_precipitation": precipitation,
+                         "precipitation": precipitation,
+                         "cape": jnp.maximum(prof["cape"], 0.0),
+                         "convective_top_pressure": top,
+                         "lifting_condensation_level_pressure": p_lcl})
