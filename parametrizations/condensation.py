@@ -21,13 +21,16 @@ which converge monotonically (F is concave and decreasing; three iterations leav
 residual below 1e-10 for supersaturations up to several per cent). The solution dq_N is
 negative in subsaturated layers; the condensed amount is its positive part
 
-    dq = max(dq_N, 0)                        (``smoothing_width`` = 0, hard switch), or
-    dq = w q_s softplus(dq_N / (w q_s))      (``smoothing_width`` = w > 0, in units of
-                                             relative humidity; default 0.01),
+    dq = max(dq_N, 0)                      (``smoothing_width`` = 0: the hard switch), or
+    dq = w_q softplus(dq_N / w_q)          (``smoothing_width`` = w > 0, in relative humidity;
+                                            default 0.01),
 
-so with smoothing the threshold is smeared over about w in relative humidity (a layer exactly
-at rh_c loses ln(2) w q_s; one at rh_c - 10 w loses 4.5e-5 w q_s). The condensed amount never
-exceeds what the layer holds: dq <= q (a hard cap, active only for an essentially dry layer).
+where w_q = w q_s / (1 + rh_c (L/c_p) dq_s/dT) is the humidity excess that a relative-humidity
+excess w leaves after the adjustment (so the argument is about (RH - rh_c) / w). The softplus
+is the smooth max: it exceeds max(dq_N, 0) by at most w_q ln 2 (at rh_c) and by
+w_q e^(-|dq_N| / w_q) away from it (a layer 10 w below rh_c loses 4.5e-5 w_q). It never
+exceeds what the layer holds, dq <= q (a hard cap, active only for an essentially dry layer),
+so there is no negative humidity and no negative precipitation.
 
 Changes over the interval column.dt and the tendencies:
 
@@ -84,8 +87,8 @@ class LargeScaleCondensation(AbstractColumnScheme):
 
     Attributes (static options):
       smoothing_width: width w of the condensation threshold in relative humidity (the
-        softplus of the Newton excess with scale w q_s); 0 is the hard max.
-      newton_iterations: number of Newton iterations of the saturation adjustment (1).
+        softplus of the Newton solution with scale w_q); 0 is the hard max.
+      newton_iterations: number of Newton iterations of the saturation adjustment (eq. 1).
     """
 
     name: ClassVar[str] = "large_scale_condensation"
@@ -108,11 +111,11 @@ class LargeScaleCondensation(AbstractColumnScheme):
         t, q, p = column.temperature, column.specific_humidity, column.pressure
         dq = saturation_adjustment(t, q, p, rh_c, int(self.newton_iterations))
         if self.smoothing_width > 0.0:
-            scale = self.smoothing_width * saturation_specific_humidity(t, p)
-            dq = scale * jax.nn.softplus(dq / scale)
-        else:
-            dq = jnp.maximum(dq, 0.0)
-        return jnp.minimum(dq, jnp.maximum(q, 0.0))
+            ratio = constants.LATENT_HEAT_VAPORIZATION / constants.HEAT_CAPACITY_DRY_AIR
+            scale = (self.smoothing_width * saturation_specific_humidity(t, p)
+                     / (1.0 + rh_c * ratio * saturation_specific_humidity_slope(t, p)))
+            return jnp.minimum(scale * jax.nn.softplus(dq / scale), jnp.maximum(q, 0.0))
+        return jnp.maximum(dq, 0.0)
 
     def __call__(self, params, column: ColumnState, surface: SurfaceState | None = None,
                  diagnostics: dict | None = None) -> ColumnOutput:
