@@ -196,10 +196,6 @@ def lifting_condensation_pressure(temperature, humidity, pressure, top_pressure,
     return pressure * jnp.exp(x)
 
 
-def _bottom_up_cumprod(x):
-    return jnp.cumprod(x)
-
-
 class SimplifiedBettsMiller(AbstractColumnScheme):
     """Frierson (2007) simplified Betts–Miller convection (registry name ``convection``).
 
@@ -275,9 +271,9 @@ class SimplifiedBettsMiller(AbstractColumnScheme):
 
         # bottom-up (index 0 = origin layer); the origin is never tested (GFDL)
         sat_b, buoy_b = parcel["saturated"][::-1][1:], buoyant[::-1][1:]
-        free = 1.0 - _bottom_up_cumprod(1.0 - sat_b * buoy_b)  # LFC at or below
+        free = 1.0 - jnp.cumprod(1.0 - sat_b * buoy_b)  # LFC at or below
         free_below = jnp.concatenate([jnp.zeros_like(free[:1]), free[:-1]])
-        alive = _bottom_up_cumprod(1.0 - free_below * sat_b * (1.0 - buoy_b))
+        alive = jnp.cumprod(1.0 - free_below * sat_b * (1.0 - buoy_b))
         one = jnp.ones_like(alive[:1])
         weight_b = jnp.concatenate([one, alive])
         cape_b = jnp.concatenate([0.0 * one, free * alive])
