@@ -193,24 +193,35 @@ def build_jcm(truncation: int = 31, layers: int = 8, dt_minutes: float = 30.0,
                  time_step=float(dt_minutes))
 
 
-def _runner(model, forcing, days: float):
-    """state, carry -> final dycore state after ``days`` (one saved frame at the end)."""
+def _runner(model, forcing, days: float, clock=None):
+    """state, carry -> final dycore state after ``days`` (one saved frame at the end),
+    starting at ``clock`` = (time, step) (default: the model's start, step 0)."""
+    t0, step0 = clock if clock is not None else (model.start_time, jnp.int32(0))
+
     def run(state, carry):
         run_state, _ = model.run_from_state_with_carry(
             state, forcing, save_interval=days, total_time=days,
-            initial_physics_state=carry, initial_time=model.start_time,
-            initial_step=jnp.int32(0))
+            initial_physics_state=carry, initial_time=t0, initial_step=step0)
         return run_state.dynamics
     return run
 
 
-def jcm_initial(truncation=31, layers=8, dt_minutes=30.0):
-    """(model, forcing, initial dycore state, initial physics carry)."""
+def jcm_initial(truncation=31, layers=8, dt_minutes=30.0, spinup_days=0.0):
+    """(model, forcing, initial dycore state, initial physics carry, clock). JCM starts
+    from a dry isothermal atmosphere at rest; SPEEDY convection first fires after about a
+    week there, so ``spinup_days`` (>= 10) gives a start where dJ/d(trcnv) is not zero;
+    the state, carry and clock are then those after the spin-up (``model.run``)."""
     from jcm.forcing import default_forcing
 
     model = build_jcm(truncation, layers, dt_minutes)
+    forcing = default_forcing(model.coords.horizontal)
     state, carry = model.bootstrap_state()
-    return model, default_forcing(model.coords.horizontal), state, carry
+    clock = (model.start_time, jnp.int32(0))
+    if spinup_days:
+        model.run(forcing=forcing, save_interval=spinup_days, total_time=spinup_days)
+        rs = model.run_state
+        state, carry, clock = rs.dynamics, rs.physics, (rs.time, rs.step)
+    return model, forcing, state, carry, clock
 
 
 def lowest_level_mean_temperature(model, dycore_state) -> jax.Array:
@@ -220,14 +231,15 @@ def lowest_level_mean_temperature(model, dycore_state) -> jax.Array:
 
 
 def jcm_forward_speed(truncation=31, layers=8, dt_minutes=30.0, days=5.0,
-                      repeats=3) -> dict[str, Any]:
+                      repeats=3, spinup_days=0.0) -> dict[str, Any]:
     """Compile seconds, speed and memory of a ``days``-day SPEEDY aquaplanet run."""
-    model, forcing, state, carry = jcm_initial(truncation, layers, dt_minutes)
-    compiled, compile_s = compile_timed(_runner(model, forcing, days), state, carry)
+    model, forcing, state, carry, clock = jcm_initial(truncation, layers, dt_minutes,
+                                                      spinup_days)
+    compiled, compile_s = compile_timed(_runner(model, forcing, days, clock), state, carry)
     wall, out, rss = run_timed(compiled, state, carry, repeats=repeats)
     t_low = float(jax.jit(lambda s: lowest_level_mean_temperature(model, s))(out))
     return {"model": "jcm", "config": f"T{truncation} L{layers} dt {dt_minutes:g} min",
-            "days": days, "compile_s": compile_s, "run_s": wall,
+            "days": days, "spinup_days": spinup_days, "compile_s": compile_s, "run_s": wall,
             **speed_fields(days, wall, dt_minutes * 60.0),
             "advection": getattr(model.dycore, "advection", "?"),
             "final_T_lowest_K": t_low, "finite": bool(np.isfinite(t_low)),
@@ -237,7 +249,7 @@ def jcm_forward_speed(truncation=31, layers=8, dt_minutes=30.0, days=5.0,
 def jcm_dynamics_speed(truncation=31, layers=8, dt_minutes=30.0, n_steps=48,
                        repeats=3) -> dict[str, Any]:
     """ms per step of the dinosaur core of the SPEEDY model without physics."""
-    model, _, state, _ = jcm_initial(truncation, layers, dt_minutes)
+    model, _, state, _, _ = jcm_initial(truncation, layers, dt_minutes)
     dycore = model.dycore
 
     def run(s):
@@ -258,29 +270,31 @@ def jcm_dynamics_speed(truncation=31, layers=8, dt_minutes=30.0, n_steps=48,
 
 
 def jcm_gradient_ratio(truncation=31, layers=8, dt_minutes=30.0, days=5.0,
-                       repeats=3) -> dict[str, Any]:
+                       repeats=3, spinup_days=0.0) -> dict[str, Any]:
     """Gradient/forward wall ratio of dJ/d(trcnv), J = lowest-level mean T after ``days``."""
     from jcm.physics.speedy.params import Parameters
 
-    base, forcing, state, _ = jcm_initial(truncation, layers, dt_minutes)
+    base, forcing, state, carry0, clock = jcm_initial(truncation, layers, dt_minutes,
+                                                      spinup_days)
     default = Parameters.default()
     theta0 = jnp.asarray(default.convection.trcnv, jnp.float32)
 
-    def loss(theta, state0):
+    def loss(theta, state0, carry):
         params = default.replace(convection=default.convection.replace(trcnv=theta))
         model = build_jcm(truncation, layers, dt_minutes, parameters=params,
                           coords=base.coords)
-        final = _runner(model, forcing, days)(state0, model.initial_physics_carry())
+        final = _runner(model, forcing, days, clock)(state0, carry)
         return lowest_level_mean_temperature(model, final)
 
     results = {}
     for name, fn in (("forward", loss), ("gradient", jax.grad(loss))):
-        compiled, compile_s = compile_timed(fn, theta0, state)
-        wall, out, rss = run_timed(compiled, theta0, state, repeats=repeats)
+        compiled, compile_s = compile_timed(fn, theta0, state, carry0)
+        wall, out, rss = run_timed(compiled, theta0, state, carry0, repeats=repeats)
         results[name] = {"compile_s": compile_s, "run_s": wall, "value": float(out),
                          "memory": memory_of(compiled), "rss_rise_bytes": rss}
     return {"model": "jcm", "config": f"T{truncation} L{layers} dt {dt_minutes:g} min",
-            "days": days, "parameter": "convection.trcnv (h)", "theta": float(theta0),
+            "days": days, "spinup_days": spinup_days, "parameter": "convection.trcnv (h)",
+            "theta": float(theta0),
             "policy": "jcm default (jax.checkpoint per step + per physics term)",
             "ratio": results["gradient"]["run_s"] / results["forward"]["run_s"],
             "forward": results["forward"], "gradient": results["gradient"],
@@ -295,15 +309,19 @@ def main():  # pragma: no cover - manual use
     ap.add_argument("--days", type=float, default=1.0)
     ap.add_argument("--gradient-days", type=float, default=5.0)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--spinup-days", type=float, default=0.0,
+                    help="spin-up before the forward and gradient runs (>= 10 for convection)")
     ap.add_argument("--no-gradient", action="store_true")
     a = ap.parse_args()
     print(f"# jcm {jcm_version()}, jax {jax.__version__}, {jax.devices()[0]}")
     kw = dict(truncation=a.truncation, layers=a.layers, dt_minutes=a.dt)
-    print(json.dumps(jcm_forward_speed(days=a.days, repeats=a.repeats, **kw)))
+    print(json.dumps(jcm_forward_speed(days=a.days, repeats=a.repeats,
+                                       spinup_days=a.spinup_days, **kw)))
     n = round(a.days * SECONDS_PER_DAY / (a.dt * 60.0))
     print(json.dumps(jcm_dynamics_speed(n_steps=n, repeats=a.repeats, **kw)))
     if not a.no_gradient:
-        print(json.dumps(jcm_gradient_ratio(days=a.gradient_days, repeats=a.repeats, **kw)))
+        print(json.dumps(jcm_gradient_ratio(days=a.gradient_days, repeats=a.repeats,
+                                            spinup_days=a.spinup_days, **kw)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,10 @@ helpers (``jcm_anchor.py``):
               tracer; JCM: ``model.dycore.step(state, None)`` of the SPEEDY model (dinosaur's
               Eulerian IMEX-RK SIL3 core, 3 implicit stages per step, vs diffesm's
               semi-implicit leapfrog);
+  spin-up     ``--spinup-days`` (default 10) of integration before the forward and gradient
+              runs of both moist models (diffesm: ``experiment.spinup_days``; JCM:
+              ``model.run``), not timed: from JCM's dry resting start SPEEDY convection does
+              not fire for about a week, and dJ/dtrcnv would be exactly zero;
   gradient    wall ratio and compile seconds of ``jax.grad`` of J = Gauss-weighted global
               mean temperature of the lowest level of the final state after
               ``--gradient-days`` days (default 5) with respect to one convection parameter:
@@ -130,11 +134,16 @@ def _esm_lowest_mean_t(st):
     return f
 
 
+def _spinup(days):
+    return (f"experiment.spinup_days={days:g}",) if days else ()
+
+
 def esm_forward_speed(truncation, levels, dt_minutes, days, repeats, schemes=None,
-                      experiment="aquaplanet", extra=(), label="diffesm"):
+                      experiment="aquaplanet", extra=(), label="diffesm", spinup_days=0.0):
     from esm.core import rollout
 
-    s, overrides = esm_setup(truncation, levels, dt_minutes, schemes, experiment, extra)
+    s, overrides = esm_setup(truncation, levels, dt_minutes, schemes, experiment,
+                             (*extra, *_spinup(spinup_days)))
     st = s.stepper
     n = round(days * SECONDS_PER_DAY / s.dt)
 
@@ -160,10 +169,11 @@ def _replace_param(params, scheme, name, value):
 
 
 def esm_gradient_ratio(truncation, levels, dt_minutes, days, repeats, checkpoint="step",
-                       param="convection.tau", schemes=None):
+                       param="convection.tau", schemes=None, spinup_days=0.0):
     from esm.core import rollout
 
-    s, overrides = esm_setup(truncation, levels, dt_minutes, schemes)
+    s, overrides = esm_setup(truncation, levels, dt_minutes, schemes,
+                             extra=_spinup(spinup_days))
     st = s.stepper
     n = round(days * SECONDS_PER_DAY / s.dt)
     scheme, name = param.split(".", 1)
@@ -233,7 +243,7 @@ def run_config(rows, truncation, levels, dt, a):
     if not a.skip_diffesm:
         cfg["esm"] = _attempt(rows, "forward", esm_forward_speed, truncation=truncation,
                               levels=levels, dt_minutes=dt, days=days, repeats=a.repeats,
-                              schemes=schemes)
+                              schemes=schemes, spinup_days=a.spinup_days)
         if a.esm_dynamics == "held_suarez":
             dyn = dict(experiment="held_suarez", extra=("experiment.tracers=[specific_humidity]",),
                        label="diffesm dynamics only (held_suarez + q tracer)")
@@ -246,7 +256,8 @@ def run_config(rows, truncation, levels, dt, a):
             cfg["esm_grad"] = _attempt(rows, "gradient", esm_gradient_ratio,
                                        truncation=truncation, levels=levels, dt_minutes=dt,
                                        days=gdays, repeats=a.repeats, checkpoint=a.checkpoint,
-                                       param=a.param, schemes=schemes)
+                                       param=a.param, schemes=schemes,
+                                       spinup_days=a.spinup_days)
     if not a.skip_jcm:
         try:
             import jcm_anchor as ja
@@ -258,14 +269,16 @@ def run_config(rows, truncation, levels, dt, a):
             return cfg
         n = round(days * SECONDS_PER_DAY / (dt * 60.0))
         cfg["jcm"] = _attempt(rows, "forward", ja.jcm_forward_speed, truncation=truncation,
-                              layers=levels, dt_minutes=dt, days=days, repeats=a.repeats)
+                              layers=levels, dt_minutes=dt, days=days, repeats=a.repeats,
+                              spinup_days=a.spinup_days)
         cfg["jcm_dyn"] = _attempt(rows, "dynamics", ja.jcm_dynamics_speed,
                                   truncation=truncation, layers=levels, dt_minutes=dt,
                                   n_steps=n, repeats=a.repeats)
         if not a.skip_gradient:
             cfg["jcm_grad"] = _attempt(rows, "gradient", ja.jcm_gradient_ratio,
                                        truncation=truncation, layers=levels, dt_minutes=dt,
-                                       days=gdays, repeats=a.repeats)
+                                       days=gdays, repeats=a.repeats,
+                                       spinup_days=a.spinup_days)
     return cfg
 
 
@@ -329,6 +342,11 @@ def main():
     ap.add_argument("--days", type=float, default=None, help="forward days (default 5)")
     ap.add_argument("--gradient-days", type=float, default=None, help="default 5")
     ap.add_argument("--repeats", type=int, default=None, help="timed calls (default 3)")
+    ap.add_argument("--spinup-days", type=float, default=None,
+                    help="days each moist model is integrated before its forward and gradient "
+                         "runs (default 10; 0 with --quick). JCM starts dry and at rest, and "
+                         "its convection first fires after about a week: from rest dJ/dtrcnv "
+                         "is exactly 0")
     ap.add_argument("--t42-dt", type=float, default=12.0, help="T42 L20 time step, minutes")
     ap.add_argument("--schemes", default="default",
                     help="diffesm physics.schemes: 'default' (the config's), 'none', or a "
@@ -347,6 +365,8 @@ def main():
     a.days = a.days or (1.0 if a.quick else 5.0)
     a.gradient_days = a.gradient_days or (1.0 if a.quick else 5.0)
     a.repeats = a.repeats or (1 if a.quick else 3)
+    if a.spinup_days is None:
+        a.spinup_days = 0.0 if a.quick else 10.0
     tee = Tee(sys.stdout)
     sys.stdout = tee
     jax.config.update("jax_enable_x64", False)
