@@ -110,12 +110,12 @@ def analyse(args, wall: float | None) -> list[str]:
     gp, ge, gf, gw = (float(global_mean(x, w)) for x in (p, e, fix, dwdt))
     mmday = SECONDS_PER_DAY
     lines.append(f"global mean precipitation {gp * mmday:.4f} mm/day, evaporation "
-                 f"{ge * mmday:.4f} mm/day, dW/dt {gw * mmday:.5f} mm/day, "
-                 f"humidity fixer {gf * mmday:.5f} mm/day")
+                 f"{ge * mmday:.4f} mm/day, dW/dt {gw * mmday:.5f} mm/day")
     residual = gp - ge + gw
-    lines.append(f"water budget |P - E + dW/dt| / P = {abs(residual) / gp:.4%} "
-                 f"(limit 1 %); with the fixer's water counted as a source, "
-                 f"|P - E - F + dW/dt| / P = {abs(residual - gf) / gp:.4%}")
+    lines.append(f"water budget |P - E + dW/dt| / P = {abs(residual) / gp:.4%} (limit 1 %); "
+                 f"the negative-humidity fixer (which conserves water: it fills negative "
+                 f"values and rescales globally) moved {gf * mmday:.5f} mm/day "
+                 f"= {gf / gp:.2%} of P")
     zonal_p = p.mean("lon").values * mmday
     sym = 0.5 * (zonal_p + zonal_p[::-1])
     gm = gp * mmday
@@ -211,7 +211,10 @@ def main() -> None:
     ap.add_argument("override", nargs="*", help="further esm-run overrides")
     args = ap.parse_args()
     wall = None if args.analyse_only else run(args)
-    header = [f"# {' '.join(sys.argv)}",
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    header = [f"# {' '.join(sys.argv)}", f"# diffesm commit {commit} (the run's code: see the "
+              f"run directory's config.yaml for the resolved configuration)",
               f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, "
               f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"]
     lines = header + analyse(args, wall)

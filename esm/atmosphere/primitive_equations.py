@@ -65,7 +65,8 @@ class PrimitiveEquationsState(eqx.Module):
     With column physics: ``surface`` holds the prognostic surface fields on the grid
     (``temperature`` of a slab ocean, (nlat, nlon), K) and ``accumulated`` the time integrals
     of the surface water fluxes on the grid (``precipitation``, ``evaporation`` in kg/m^2,
-    ``humidity_fixer``: water added by the negative-humidity fixer, kg/m^2), stepped by the
+    ``humidity_fixer``: water moved by the negative-humidity fixer, which conserves the
+    total: the negative column water it filled, kg/m^2), stepped by the
     same leapfrog and filter as the humidity itself, so the water budget closes in the
     model's own discretisation.
     """
@@ -561,7 +562,8 @@ class PrimitiveEquations(eqx.Module):
             scale = jnp.where(current > 0, target / jnp.where(current > 0, current, 1.0), 0.0)
             fixed[name] = clipped * scale
             if name == "specific_humidity" and "humidity_fixer" in accumulated:
-                # the water the fix moved: the negative column water it filled (kg/m^2)
+                # the water the fix moved (it conserves the total): the negative column water
+                # it filled, kg/m^2
                 negative = einsum("k,k...->...", ds, jnp.maximum(-q_grid, 0.0)) * ps
                 accumulated["humidity_fixer"] = (accumulated["humidity_fixer"]
                                                  + negative / constants.GRAVITY)

@@ -83,7 +83,7 @@ VARIABLES: dict[str, tuple[str, dict[str, str]]] = {
                                            "long_name": "Evaporation Accumulated since the Start",
                                            "units": "kg m-2"}),
     "humidity_fixer_amount": ("hus_fixer_acc", {
-        "long_name": "Water Added by the Negative-Humidity Fixer since the Start",
+        "long_name": "Water Moved by the Negative-Humidity Fixer since the Start",
         "units": "kg m-2"}),
     "orography": ("orog", {"standard_name": "surface_altitude", "long_name": "Surface Altitude",
                            "units": "m"}),
