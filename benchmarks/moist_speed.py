@@ -54,8 +54,6 @@ import argparse
 import datetime
 import io
 import json
-import platform
-import subprocess
 import sys
 import traceback
 from pathlib import Path
@@ -88,18 +86,7 @@ class Tee(io.TextIOBase):
         self.stream.flush()
 
 
-def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                     if line.startswith("Model name"))
-    except Exception:  # pragma: no cover
-        model = platform.processor()
-    import os
-
-    dev = jax.devices()[0]
-    return (f"{model}, {os.cpu_count()} cores, jax {jax.__version__}, {dev.platform}"
-            f" ({getattr(dev, 'device_kind', '')})")
+from primitive_equations_speed import machine  # noqa: E402  (same directory)
 
 
 # =============================================================================
