@@ -34,16 +34,30 @@ Longwave (Frierson et al. 2006 eqs. 4–5): the optical depth at pressure p,
 
 is evaluated at the half levels (tau = 0 at the model top p = 0, tau_s = tau0 at the
 surface). The two-stream (Schwarzschild) equations dU/dtau = U - B, dD/dtau = B - D with
-B = sigma T^4 are solved exactly for layers that are isothermal (B_k = sigma T_k^4 in layer k,
-half levels k (top) and k + 1 (bottom), dtau_k = tau_{k+1} - tau_k):
+B = sigma T^4 are solved exactly for a source B that is linear in tau within each layer
+(the "linear-in-tau" source of Clough, Iacono & Moncet 1992, JGR 97, 15761–15785;
+static option ``source="linear"``, the default). Layer k lies between half levels k (top)
+and k + 1 (bottom), dtau_k = tau_{k+1} - tau_k, transmissivity E_k = exp(-dtau_k); with
+B_top,k and B_bot,k the source at its top and bottom and
+g(dtau) = 1 - (1 - exp(-dtau)) / dtau (= dtau/2 - dtau^2/6 + ... for small dtau),
 
-      U_k     = U_{k+1} exp(-dtau_k) + B_k (1 - exp(-dtau_k)),   U_K = sigma Ts^4,
-      D_{k+1} = D_k exp(-dtau_k)     + B_k (1 - exp(-dtau_k)),   D_0 = 0,
+      U_k     = U_{k+1} E_k + B_bot,k (1 - E_k) + (B_top,k - B_bot,k) g(dtau_k),  U_K = sigma Ts^4,
+      D_{k+1} = D_k E_k     + B_top,k (1 - E_k) + (B_bot,k - B_top,k) g(dtau_k),  D_0 = 0,
 
-the upward flux at the surface being emitted at the surface temperature Ts (not the lowest
-air temperature: the atmosphere sees the surface temperature jump). For a B linear in tau
-within a layer, the isothermal layer with B at the layer's mid optical depth errs by
-O(dtau^3) per layer, so fluxes converge at second order in the layer thickness.
+(the integral of B(t) exp(-(tau - t)) over the layer). The layer temperature T_k stands for
+the layer's mid optical depth tau_m,k = (tau_k + tau_{k+1}) / 2; the half-level source is B
+interpolated linearly in tau between the neighbouring layers' (tau_m, sigma T^4), and
+extrapolated linearly in tau from the two top layers to tau = 0 and from the two lowest
+layers to tau_s (floored at 0). The upward flux at the surface is emitted at the surface
+temperature Ts, not the extrapolated air temperature: the atmosphere sees the surface
+temperature jump. Fluxes are exact (to rounding) for any B linear in tau, in particular for
+the analytic radiative equilibrium B = (OLR/2)(1 + tau), and second order in the layer
+thickness otherwise.
+
+``source="isothermal"`` is the GFDL ``two_stream_gray_rad`` form: B_top,k = B_bot,k =
+sigma T_k^4 (g drops out), exact for isothermal layers and second order otherwise; with
+equidistant sigma and tau_e = 7.2 its lowest layers are optically thick and its
+radiative-equilibrium flux error is 8.4 % at L20 and 2.1 % at L40.
 
 Shortwave: transparent, absorbed at the surface, toa_incoming_shortwave = insolation,
 toa_outgoing_shortwave = albedo * insolation, surface_downward_shortwave = (1 - albedo)
@@ -74,6 +88,7 @@ from esm.core import constants
 from esm.core.parameters import Parameter
 
 INSOLATION_OPTIONS = ("annual_mean", "seasonal")
+SOURCE_OPTIONS = ("linear", "isothermal")
 KEPLER_ITERATIONS = 5
 # levels per iteration of the flux recurrences' lax.scan: as fast on CPU as a full unroll at
 # L20 and compiles 3-4x faster (XLA compile time grows with the unrolled length)
@@ -179,16 +194,55 @@ def optical_depth(half_pressure, surface_optical_depth, linear_fraction):
     return surface_optical_depth * (linear_fraction * x + (1.0 - linear_fraction) * x ** 4)
 
 
+def layer_sources(temperature, tau):
+    """(B_top, B_bot) (K,) each of the linear-in-tau source (module docstring): sigma T^4 of
+    the layers interpolated linearly in tau to the interior half levels, extrapolated to the
+    top and the surface (floored at 0); a single layer is isothermal."""
+    b = constants.STEFAN_BOLTZMANN * temperature ** 4
+    if b.shape[0] == 1:
+        return b, b
+    mid = 0.5 * (tau[1:] + tau[:-1])
+    weight = (tau[1:-1] - mid[:-1]) / (mid[1:] - mid[:-1])
+    interior = b[:-1] + (b[1:] - b[:-1]) * weight
+    top = b[0] + (b[1] - b[0]) * (tau[0] - mid[0]) / (mid[1] - mid[0])
+    bottom = b[-1] + (b[-1] - b[-2]) * (tau[-1] - mid[-1]) / (mid[-1] - mid[-2])
+    zero = jnp.zeros((), b.dtype)
+    half = jnp.concatenate([jnp.maximum(top, zero)[None], interior,
+                            jnp.maximum(bottom, zero)[None]])
+    return half[:-1], half[1:]
+
+
+def linear_source_factor(dtau):
+    """g(dtau) = 1 - (1 - exp(-dtau)) / dtau, by its series where dtau < 1e-3 (cancellation);
+    both branches finite, so gradients are."""
+    small = dtau < 1e-3
+    safe = jnp.where(small, jnp.ones_like(dtau), dtau)
+    direct = 1.0 + jnp.expm1(-safe) / safe
+    series = dtau * (0.5 - dtau * (1.0 / 6.0 - dtau * (1.0 / 24.0 - dtau / 120.0)))
+    return jnp.where(small, series, direct)
+
+
 def longwave_fluxes(temperature, half_pressure, surface_temperature, surface_optical_depth,
-                    linear_fraction):
+                    linear_fraction, source="linear"):
     """Upward and downward gray longwave fluxes (W m-2) on the half levels, (K + 1,) each,
-    top (index 0) to surface (index K): exact solution for isothermal layers (module
-    docstring), U_K = sigma Ts^4, D_0 = 0."""
+    top (index 0) to surface (index K): the exact layer solutions of the module docstring
+    for a source linear in tau (``source="linear"``) or constant (``"isothermal"``) in each
+    layer, U_K = sigma Ts^4, D_0 = 0."""
+    if source not in SOURCE_OPTIONS:
+        raise ValueError(f"gray_radiation: source {source!r} not in {SOURCE_OPTIONS}")
     sigma = constants.STEFAN_BOLTZMANN
     tau = optical_depth(half_pressure, surface_optical_depth, linear_fraction)
     dtau = tau[1:] - tau[:-1]
     transmissivity = jnp.exp(-dtau)
-    emission = sigma * temperature ** 4 * (-jnp.expm1(-dtau))  # B_k (1 - exp(-dtau_k))
+    absorptivity = -jnp.expm1(-dtau)  # 1 - exp(-dtau)
+    if source == "isothermal":
+        b = sigma * temperature ** 4
+        emission_up = emission_down = b * absorptivity
+    else:
+        b_top, b_bottom = layer_sources(temperature, tau)
+        slope = (b_bottom - b_top) * linear_source_factor(dtau)
+        emission_down = b_top * absorptivity + slope
+        emission_up = b_bottom * absorptivity - slope
 
     def step(flux, layer):
         t, s = layer
@@ -196,10 +250,10 @@ def longwave_fluxes(temperature, half_pressure, surface_temperature, surface_opt
         return new, new
 
     u_surface = sigma * jnp.asarray(surface_temperature, temperature.dtype) ** 4
-    _, u_above = jax.lax.scan(step, u_surface, (transmissivity, emission), reverse=True,
+    _, u_above = jax.lax.scan(step, u_surface, (transmissivity, emission_up), reverse=True,
                               unroll=SCAN_UNROLL)
     d_top = jnp.zeros((), temperature.dtype)
-    _, d_below = jax.lax.scan(step, d_top, (transmissivity, emission), unroll=SCAN_UNROLL)
+    _, d_below = jax.lax.scan(step, d_top, (transmissivity, emission_down), unroll=SCAN_UNROLL)
     up = jnp.concatenate([u_above, u_surface[None]])
     down = jnp.concatenate([d_top[None], d_below])
     return up, down
@@ -217,12 +271,14 @@ class GrayRadiation(AbstractColumnScheme):
 
     Static options: ``insolation`` "annual_mean" (eq. 3, time independent) or "seasonal"
     (daily mean on the orbit at ``column.time``, t = 0 at the northern vernal equinox);
-    ``year_length`` (s) of the seasonal cycle.
+    ``year_length`` (s) of the seasonal cycle; ``source`` "linear" (default: the layer's
+    longwave source linear in tau) or "isothermal" (the GFDL form).
     """
 
     name: ClassVar[str] = "gray_radiation"
     insolation: str = eqx.field(default="annual_mean", static=True)
     year_length: float = eqx.field(default=constants.SECONDS_PER_YEAR, static=True)
+    source: str = eqx.field(default="linear", static=True)
 
     def __check_init__(self):
         if self.insolation not in INSOLATION_OPTIONS:
@@ -230,6 +286,8 @@ class GrayRadiation(AbstractColumnScheme):
                              f"{INSOLATION_OPTIONS}")
         if not self.year_length > 0:
             raise ValueError(f"gray_radiation: year_length {self.year_length} must be > 0 s")
+        if self.source not in SOURCE_OPTIONS:
+            raise ValueError(f"gray_radiation: source {self.source!r} not in {SOURCE_OPTIONS}")
 
     @property
     def parameters(self):
@@ -251,7 +309,8 @@ class GrayRadiation(AbstractColumnScheme):
         dtype = column.temperature.dtype
         tau_s = surface_optical_depth(column.latitude, p["tau_equator"], p["tau_pole"])
         up, down = longwave_fluxes(column.temperature, column.half_pressure,
-                                   surface.temperature, tau_s, p["linear_fraction"])
+                                   surface.temperature, tau_s, p["linear_fraction"],
+                                   self.source)
         heating = radiative_heating(up - down, column.thickness)
         insolation = jnp.asarray(self.top_insolation(p, column), dtype)
         albedo = surface.albedo
