@@ -43,14 +43,25 @@ fixed reference; r <= 1):
     dT1_k = -c_k r (T_k - T_ref,k),  dq1_k = -c_k r (q_k - q_ref,k)    (c_k: convecting weight)
     P_q = -(1/g) sum dq1 dp / dt,  P_T = (c_p / (L g)) sum dT1 dp / dt   (kg m-2 s-1)
 
-Deep convection (P_q > 0 and P_T > 0; Frierson 2007 appendix): T_ref is shifted by a constant
-over the convecting layers so that the column moist enthalpy is conserved, i.e. P_T = P_q:
+Deep convection (P_q > 0 and P_T > 0; Frierson 2007 appendix; GFDL ``do_deep_convection``),
+static option ``deep``:
 
-    dT_k = dT1_k + c_k delta,  delta = -sum (dT1 + (L/c_p) dq1) dp / sum c dp,
-    precipitation = P_q.
+* ``"timescale"`` (default, the GFDL code): where P_q > P_T the humidity relaxation time is
+  lengthened to tau P_q / P_T (``do_change_time_scale_deepconv``), i.e. dq = a dq1 with
+  a = min(1, P_T / P_q), so that the precipitation is P_T and the enthalpy balances without a
+  temperature shift; where P_T >= P_q (a = 1) T_ref is shifted by a constant over the
+  convecting layers (``do_change_Tref_deepconv``):
 
-(Frierson's enthalpy correction; the GFDL variant that lengthens the humidity time scale when
-P_q > P_T is not used.) Shallow convection (P_q <= 0, P_T > 0), static option ``shallow``:
+      dT_k = dT1_k + c_k delta,  delta = -sum (dT1 + (L/c_p) a dq1) dp / sum c dp,
+      precipitation = a P_q = min(P_q, P_T).
+
+  The shift formula is applied in both cases (it vanishes where a = P_T / P_q). The min is
+  smoothed, a = max(1 - w_a softplus((1 - r) / w_a), 0), r = max(P_T / P_q, 0), w_a =
+  ``ratio_width`` (default 0.02; 0 = the hard min);
+* ``"shift"``: T_ref is always shifted (a = 1), the precipitation is P_q: where P_q > P_T the
+  column is heated by more than the first guess (Frierson's enthalpy correction alone).
+
+Shallow convection (P_q <= 0, P_T > 0), static option ``shallow``:
 
 * ``"shallower"`` (Frierson 2007's "shallower" scheme, GFDL ``do_shallower``): the convective
   depth is reduced to where the humidity integral vanishes. With the partial sums
@@ -122,6 +133,7 @@ from esm.core.parameters import Parameter
 
 HUMIDITY = "specific_humidity"
 SHALLOW_SCHEMES = ("shallower", "qflux")
+DEEP_SCHEMES = ("timescale", "shift")
 # q_s is evaluated at max(T, TEMPERATURE_FLOOR): the dry parcel near a high model top can be
 # colder than 50 K (or below 0 K), where q_s < 1e-35 is negligible anyway.
 TEMPERATURE_FLOOR = 50.0
@@ -209,6 +221,9 @@ class SimplifiedBettsMiller(AbstractColumnScheme):
         qflux, of max(P_q, 0); 0 = hard.
       parcel_iterations: Newton iterations for the saturated parcel temperature.
       lcl_iterations: Newton iterations for the diagnostic LCL pressure.
+      deep: ``"timescale"`` (GFDL: lengthen the humidity time scale where P_q > P_T) or
+        ``"shift"`` (always shift T_ref); see the module docstring.
+      ratio_width: width of the smoothed min(1, P_T / P_q) of ``deep="timescale"``; 0 = hard.
     """
 
     name: ClassVar[str] = "convection"
@@ -218,12 +233,16 @@ class SimplifiedBettsMiller(AbstractColumnScheme):
     precipitation_width: float = eqx.field(default=1e-6, static=True)
     parcel_iterations: int = eqx.field(default=8, static=True)
     lcl_iterations: int = eqx.field(default=8, static=True)
+    deep: str = eqx.field(default="timescale", static=True)
+    ratio_width: float = eqx.field(default=0.02, static=True)
 
     def __check_init__(self):
         if self.shallow not in SHALLOW_SCHEMES:
             raise ValueError(f"shallow={self.shallow!r}; choose one of "
                              f"{', '.join(SHALLOW_SCHEMES)}")
-        for field in ("buoyancy_width", "cape_width", "precipitation_width"):
+        if self.deep not in DEEP_SCHEMES:
+            raise ValueError(f"deep={self.deep!r}; choose one of {', '.join(DEEP_SCHEMES)}")
+        for field in ("buoyancy_width", "cape_width", "precipitation_width", "ratio_width"):
             if not getattr(self, field) >= 0.0:
                 raise ValueError(f"{field}={getattr(self, field)} must be >= 0")
         for field in ("parcel_iterations", "lcl_iterations"):
@@ -320,6 +339,15 @@ class SimplifiedBettsMiller(AbstractColumnScheme):
             dt2 = dt1
             weight2 = weight
             out.update(humidity_factor=factor)
+
+        # deep convection with P_q > P_T: the humidity time scale lengthened (GFDL)
+        if self.deep == "timescale":
+            positive = p_q > 0
+            ratio = jnp.maximum(p_t / jnp.where(positive, p_q, jnp.ones_like(p_q)), 0.0)
+            smooth_min = 1.0 - positive_part(1.0 - ratio, self.ratio_width)
+            scale = jnp.where(positive, jnp.maximum(smooth_min, 0.0), jnp.ones_like(ratio))
+            dq2 = scale * dq2
+            out.update(humidity_scale=scale)
 
         # enthalpy correction (uniform shift of T_ref over the convecting layers)
         imbalance = jnp.sum((dt2 + lv / cp * dq2) * dp)

@@ -47,9 +47,12 @@ SCHEMES = {
     "condensation_hard": LargeScaleCondensation(smoothing_width=0.0),
     "shallower": SimplifiedBettsMiller(shallow="shallower"),
     "shallower_hard": SimplifiedBettsMiller(shallow="shallower", buoyancy_width=0.0,
-                                            cape_width=0.0, precipitation_width=0.0),
+                                            cape_width=0.0, precipitation_width=0.0,
+                                            ratio_width=0.0),
     "qflux": SimplifiedBettsMiller(shallow="qflux"),
     "qflux_hard": SimplifiedBettsMiller(shallow="qflux", buoyancy_width=0.0, cape_width=0.0,
+                                        precipitation_width=0.0, ratio_width=0.0),
+    "shift_hard": SimplifiedBettsMiller(deep="shift", buoyancy_width=0.0, cape_width=0.0,
                                         precipitation_width=0.0),
 }
 
@@ -203,7 +206,8 @@ def signature(name, k, params, t, q):
         parts += [(parcel["moist"] > parcel["dry"]).astype(jnp.int32),
                   (parcel["temperature"] > col.temperature).astype(jnp.int32),
                   jnp.atleast_1d(prof["cape"] > 0).astype(jnp.int32),
-                  jnp.atleast_1d(prof["p_t"] > 0).astype(jnp.int32)]
+                  jnp.atleast_1d(prof["p_t"] > 0).astype(jnp.int32),
+                  jnp.atleast_1d(prof["p_t"] > prof["p_q"]).astype(jnp.int32)]
     return jnp.concatenate(parts)
 
 
@@ -316,10 +320,11 @@ def test_condensation_solves_saturation_adjustment(x64, rh_c):
     assert np.all(extra[far] <= 1e-8 * qs(t, p)[far])
 
 
-def gfdl_reference(t, q, k, tau, rh, shallow):
+def gfdl_reference(t, q, k, tau, rh, shallow, deep="timescale"):
     """Hard-switch SBM transcribed loop by loop from the GFDL code (qe_moist_convection /
     betts_miller: CAPE_calculation's ascent, Pq/Pt_calculation, do_change_Tref_deepconv,
-    do_shallower's top-down removal, do_changeqref), with this scheme's parcel (moist static
+    do_shallower's top-down removal, do_changeqref, do_change_time_scale_deepconv unless
+    deep="shift"), with this scheme's parcel (moist static
     energy, saturated temperature by bisection), exact relaxation factor, and the T shift of
     the shallower scheme weighted by the top layer's fraction. Returns (dT, dq, precip)."""
     col = column(jnp.asarray(t), jnp.asarray(q), k)
@@ -362,6 +367,10 @@ def gfdl_reference(t, q, k, tau, rh, shallow):
     if pt <= 0:
         return zero, zero, 0.0
     if pq > 0:
+        if pq > pt and deep == "timescale":  # do_change_time_scale_deepconv
+            for kk in levels:
+                dq[kk] *= pt / pq
+            return dT, dq, pt / DT
         deltak = -sum((dT[kk] + LV / CP * dq[kk]) * dp[kk] for kk in levels)
         deltak /= sum(dp[kk] for kk in levels)
         for kk in levels:
@@ -393,23 +402,30 @@ def gfdl_reference(t, q, k, tau, rh, shallow):
     return dT, dq, 0.0
 
 
-@pytest.mark.parametrize("shallow", ["shallower", "qflux"])
-def test_hard_switch_convection_equals_gfdl_algorithm(x64, shallow):
+@pytest.mark.parametrize("name", ["shallower_hard", "qflux_hard", "shift_hard"])
+def test_hard_switch_convection_equals_gfdl_algorithm(x64, name):
     k = 20
     t, q = random_columns(11, N, k)
-    name = shallow + "_hard"
-    params = parameters(SCHEMES[name], tau=5400.0, relative_humidity=0.75)
+    scheme = SCHEMES[name]
+    params = parameters(scheme, tau=5400.0, relative_humidity=0.75)
     out = evaluate(name, k, params, t, q)["out"]
     dtemp, dq = (np.asarray(x) for x in changes(out))
     precip = np.asarray(out.diagnostics["precipitation"])
     regimes = {"deep": 0, "shallow": 0, "none": 0}
     for i in range(t.shape[0]):
-        ref_t, ref_q, ref_p = gfdl_reference(t[i], q[i], k, 5400.0, 0.75, shallow)
+        ref_t, ref_q, ref_p = gfdl_reference(t[i], q[i], k, 5400.0, 0.75, scheme.shallow,
+                                             scheme.deep)
         scale_t, scale_q = np.max(np.abs(ref_t)) + 1e-12, np.max(np.abs(ref_q)) + 1e-15
         np.testing.assert_allclose(dtemp[i], ref_t, rtol=0, atol=1e-9 * scale_t)
         np.testing.assert_allclose(dq[i], ref_q, rtol=0, atol=1e-9 * scale_q)
         np.testing.assert_allclose(precip[i], ref_p, rtol=1e-9, atol=1e-15)
         regimes["deep" if ref_p > 0 else "shallow" if np.any(ref_q) else "none"] += 1
+    # both deep branches occur: P_q > P_T (time scale lengthened) and P_T >= P_q (T shifted)
+    prof = jit(jax.vmap(lambda t, q: scheme.profiles(params, column(t, q, k))))(
+        jnp.asarray(t), jnp.asarray(q))
+    p_q, p_t = np.asarray(prof["p_q"]), np.asarray(prof["p_t"])
+    regimes["p_q > p_t > 0"] = int(np.sum((p_q > p_t) & (p_t > 0)))
+    regimes["p_t >= p_q > 0"] = int(np.sum((p_t >= p_q) & (p_q > 0)))
     assert min(regimes.values()) >= 3, regimes
 
 
@@ -584,6 +600,8 @@ def test_options_are_checked():
         SimplifiedBettsMiller(shallow="deeper")
     with pytest.raises(ValueError, match="cape_width"):
         SimplifiedBettsMiller(cape_width=-1.0)
+    with pytest.raises(ValueError, match="deep='relax'"):
+        SimplifiedBettsMiller(deep="relax")
     with pytest.raises(ValueError, match="smoothing_width"):
         LargeScaleCondensation(smoothing_width=-0.1)
     names = [p.name for s in (LargeScaleCondensation(), SimplifiedBettsMiller())
