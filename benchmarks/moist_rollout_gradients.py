@@ -26,9 +26,14 @@ import platform
 import sys
 import time
 
+from pathlib import Path
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
+# the model and loss of the rollout-gradient tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_aquaplanet import _loss_factory, _moist_setup  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -43,34 +48,9 @@ HARD = ["+physics.options.convection.buoyancy_width=0.0",
 STEPS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 
 
-def setup(overrides):
-    from esm.app.build import build_model
-    from esm.app.cli import compose, resolved
-
-    plain, _ = resolved(compose(["experiment=aquaplanet", "resolution=t21", "levels=8",
-                                 "precision=float64", "run.dt_minutes=30"] + overrides))
-    return build_model(plain)
-
-
-def loss_factory(model, n_steps):
-    from esm.core import rollout
-
-    stepper, grid = model.stepper, model.grid
-
-    def loss(params, checkpoint):
-        carry = stepper.init(model.initial_state, params)
-        carry, _ = rollout.integrate(stepper.step, carry, params, n_steps, n_steps,
-                                     checkpoint=checkpoint, levels=2,
-                                     observe=lambda c: jnp.zeros(()))
-        _, _, temperature, tracers, _ = stepper.equation.grid_columns(stepper.current(carry))
-        return grid.mean(temperature[-1] + 2.5e6 / 1004.64 * tracers["specific_humidity"][-1])
-
-    return loss
-
-
 def measure(label, overrides, n_steps, policies, out):
-    model = setup(overrides)
-    loss = loss_factory(model, n_steps)
+    model = _moist_setup(overrides)
+    loss = _loss_factory(model, n_steps)
     base = model.params
     f = jax.jit(loss, static_argnums=1)
     j0 = float(f(base, "none"))

@@ -94,12 +94,14 @@ def test_runge_kutta_stepper_is_refused_for_the_moist_model(tmp_path):
 PARAMETERS = (("convection", "tau"), ("boundary_layer", "roughness_length"))
 
 
-def _moist_setup():
+def _moist_setup(overrides=()):
+    """The T21 L8 float64 aquaplanet, dt 30 min (also used by
+    benchmarks/moist_rollout_gradients.py)."""
     from esm.app.build import build_model
     from esm.app.cli import compose, resolved
 
     plain, _ = resolved(compose(["experiment=aquaplanet", "resolution=t21", "levels=8",
-                                 "precision=float64", "run.dt_minutes=30"]))
+                                 "precision=float64", "run.dt_minutes=30", *overrides]))
     return build_model(plain)
 
 
