@@ -134,8 +134,12 @@ def analyse(args, wall: float | None) -> list[str]:
                  f"(peak of the symmetrised profile at {argmax:.1f} deg)")
     lines.append("zonal-mean precipitation (mm/day), symmetrised, by latitude:")
     lines += [f"  {la:7.2f} {v:7.3f}" for la, v in zip(lat, sym) if la >= 0]
-    if args.surface == "slab" or "hfdsl" in ds:
+    if args.surface == "slab":
         lines += slab_checks(ds, days, w, i0, i1)
+    elif "hfdsl" in ds:  # prescribed SST: the ocean absorbs whatever the surface budget leaves
+        sfc = float(global_mean(ds["hfdsl"].isel(time=slice(i0, i1 + 1)).mean("time"), w))
+        lines.append(f"prescribed SST: net downward surface heat flux {sfc:+.3f} W/m2 "
+                     f"(taken up by the prescribed ocean; reported)")
     if args.figure:
         figure(ds, i0, i1, zonal_p, args.figure, args)
         lines.append(f"figure: {args.figure}")
