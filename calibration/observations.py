@@ -8,10 +8,12 @@
 * ``plev`` (Pa) for a pressure-level axis, in the file's order;
 * ``time``: decoded when it has a real calendar date; climatological axes (reference year 0, or a
   month index 1..12) keep their raw values; a ``month`` (1..12) coordinate whenever identifiable;
-* fields of a recognised kind (temperature, SST, winds, pressure, specific humidity; found by
-  standard_name, name or long_name) as float64 in SI units (K, Pa, kg kg-1, m s-1; the source
+* fields of a recognised kind (temperature, SST, sea-water temperature, winds, pressure,
+  specific humidity, surface stress, surface heat flux, surface height; found by standard_name,
+  name or long_name) as float64 in SI units (K, Pa, kg kg-1, m s-1, N m-2, W m-2, m; the source
   string kept as ``original_units``), fill values and values outside ``valid_range`` as NaN;
-  other fields converted only when their units need no offset (hPa, g/kg, knots), else unchanged;
+  other fields converted only when their units need no offset (hPa, g/kg, knots, METERS), else
+  unchanged; the units alias table is ``esm.app.units.UNITS``, shared with ``esm.app.ocean_data``;
 * every recognised field checked against physical ranges; failures raise ``ObservationError``
   with a one-line message naming the file, the variable, its units attribute, the observed range
   and the fix.
@@ -29,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from esm.app.units import UNITS, parse_units  # the alias table shared with esm.app.ocean_data
+
 __all__ = ["ObservationError", "load_observations", "check_coverage", "mask_land",
            "observation_path", "parse_units"]
 
@@ -37,33 +41,12 @@ class ObservationError(ValueError):
     """An observation file cannot be used as it is; the message is one line and names the fix."""
 
 
-# Units: quantity -> (SI string, [(display name, aliases, scale, offset)]); SI = raw*scale+offset.
-UNITS = {
-    "temperature": ("K", [
-        ("K", ("k", "kelvin", "kelvins", "degk", "deg k", "deg_k", "degree_k", "degrees_k",
-               "degrees k", "degree_kelvin", "degrees_kelvin"), 1.0, 0.0),
-        ("degC", ("c", "degc", "deg c", "deg_c", "degree_c", "degrees_c", "degrees c",
-                  "degree c", "celsius", "degree_celsius", "degrees_celsius", "°c", "deg. c"),
-         1.0, 273.15)]),
-    "pressure": ("Pa", [
-        ("Pa", ("pa", "pascal", "pascals"), 1.0, 0.0),
-        ("hPa", ("hpa", "mb", "mbar", "millibar", "millibars", "hectopascal", "hectopascals"),
-         100.0, 0.0),
-        ("kPa", ("kpa",), 1000.0, 0.0)]),
-    "humidity": ("kg kg-1", [
-        ("kg/kg", ("kg/kg", "kg kg-1", "kg kg**-1", "kg kg^-1", "kg.kg-1"), 1.0, 0.0),
-        ("g/kg", ("g/kg", "g kg-1", "g kg**-1", "g kg^-1", "g.kg-1", "gm/kg"), 1e-3, 0.0)]),
-    "speed": ("m s-1", [
-        ("m/s", ("m/s", "m s-1", "m s**-1", "m s^-1", "ms-1", "m.s-1", "m/sec", "meter/second",
-                 "meters/second", "metre/second", "metres/second", "meters per second"), 1.0, 0.0),
-        ("cm/s", ("cm/s", "cm s-1"), 0.01, 0.0),
-        ("knots", ("knot", "knots", "kt", "kts"), 0.514444, 0.0)]),
-}
-
 # Field kinds, checked in order: (kind, quantity, SI range, names, standard_names, long_name words)
 KINDS = [
     ("sea surface temperature", "temperature", (260.0, 310.0), {"sst", "tos", "sea_surface_temp"},
      {"sea_surface_temperature", "sea_surface_skin_temperature"}, ("sea surface temp",)),
+    ("sea water temperature", "temperature", (268.0, 310.0), {"sea_water_temperature"},
+     {"sea_water_temperature"}, ("sea water temp", "ocean temp")),
     ("air temperature", "temperature", (150.0, 350.0),
      {"t", "ta", "tas", "t2m", "temp", "airt", "air", "temperature"}, {"air_temperature"},
      ("temperature",)),
@@ -79,6 +62,15 @@ KINDS = [
      {"surface_air_pressure", "air_pressure"}, ("pressure",)),
     ("specific humidity", "humidity", (0.0, 0.05), {"q", "qv", "hus", "huss", "speh", "shum"},
      {"specific_humidity"}, ("specific humidity",)),
+    ("surface stress", "stress", (-2.0, 2.0), {"tauu", "tauv", "taux", "tauy", "tau_x", "tau_y"},
+     {"surface_downward_eastward_stress", "surface_downward_northward_stress"},
+     ("wind stress", "surface stress")),
+    ("surface heat flux", "heat flux", (-1500.0, 1500.0), {"hfds", "fdh", "qnet"},
+     {"surface_downward_heat_flux_in_sea_water"}, ("heat flux",)),
+    ("surface height", "length", (-11500.0, 9000.0),
+     {"relief", "rose", "topo", "orog", "elevation"},
+     {"height_above_mean_sea_level", "surface_altitude", "bedrock_altitude"},
+     ("relief", "elevation", "topography")),
 ]
 
 LAT_UNITS = {"degrees_north", "degree_north", "degrees_n", "degree_n", "degreesn", "degreen",
@@ -99,21 +91,6 @@ def observation_path(name: str) -> Path:
     from esm.app.data import data_dir
 
     return data_dir() / name
-
-
-def parse_units(units: str | None) -> tuple[str, str, float, float] | None:
-    """(quantity, SI units, scale, offset) for a units string, case-insensitively; None if unknown.
-
-    The SI value is ``raw * scale + offset`` (e.g. 'Deg C' -> ('temperature', 'K', 1, 273.15)).
-    """
-    if units is None:
-        return None
-    key = re.sub(r"\s+", " ", str(units).strip().lower())
-    for quantity, (si, groups) in UNITS.items():
-        for _, aliases, scale, offset in groups:
-            if key in aliases:
-                return quantity, si, scale, offset
-    return None
 
 
 def _kind(name: str, attrs: dict) -> tuple | None:
@@ -368,7 +345,8 @@ def load_observations(path, variables=None, land_sea_mask=None) -> xr.Dataset:
     path: file path or ``xarray.Dataset``. variables: names to keep (default: all data
     variables). land_sea_mask: path, Dataset or DataArray of a land-sea mask; when given, land
     points of sea-surface-temperature fields are set to NaN (``mask_land``).
-    Returns a Dataset with dims among ``time, plev, lat, lon``, values in K, Pa, kg kg-1, m s-1.
+    Returns a Dataset with dims among ``time, plev, lat, lon`` (and any other axis as stored, e.g.
+    ``depth`` in m), values in K, Pa, kg kg-1, m s-1, N m-2, W m-2, m.
     Raises ObservationError (one line) for a missing variable, unrecognised units, values
     outside physical ranges or an all-NaN field.
     """

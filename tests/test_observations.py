@@ -8,7 +8,8 @@ from calibration.observations import (ObservationError, check_coverage, load_obs
                                       mask_land, observation_path)
 
 SHIPPED = ["january1988_uvt_t42.nc", "coads_climatology.nc", "str_sst_climatology.nc",
-           "landsea_1deg.nc"]
+           "landsea_1deg.nc", "etopo60.nc", "etopo20.nc", "navy_wind_stress_climatology.nc",
+           "esku_heat_budget.nc", "levitus_annual_temperature.nc"]
 
 
 def area_mean(da):
@@ -105,6 +106,77 @@ def test_str_sst_with_land_sea_mask():
     assert 289 < area_mean(ds["sst"]) < 293
 
 
+@pytest.mark.parametrize("name,nlon,fraction,deepest", [("etopo60.nc", 360, 0.6666, 7473.2),
+                                                         ("etopo20.nc", 1080, 0.6604, 9026.6)])
+def test_etopo_relief_ocean_fraction_and_depth(name, nlon, fraction, deepest):
+    ds = load_observations(observation_path(name))
+    relief = ds["relief"]
+    assert relief.attrs["units"] == "m" and relief.attrs["standard_name"] == \
+        "height_above_mean_sea_level"
+    assert ds.sizes == {"lat": nlon // 2, "lon": nlon}  # etopo20: the 360-degree repeat dropped
+    assert np.all(np.diff(ds["lon"].values) > 0.9 * 360 / nlon)
+    depth = -float(relief.min())
+    assert 5000 < depth < 11000 and depth == pytest.approx(deepest, abs=0.1)
+    ocean = area_mean(relief < -200.0)  # ocean deeper than the shelf, fraction of the sphere
+    assert ocean == pytest.approx(0.667, abs=0.02) and ocean == pytest.approx(fraction, abs=1e-4)
+    assert float(relief.sel(lat=slice(-90, -88)).min()) > 2000  # Antarctic ice-sheet surface
+    assert float(relief.sel(lat=slice(-2, 2), lon=slice(200, 240)).mean()) < -3500  # Pacific
+
+
+def test_navy_wind_stress_westerlies_and_trades():
+    ds = load_observations(observation_path("navy_wind_stress_climatology.nc"))
+    assert ds["month"].values.tolist() == list(range(1, 13)) and ds.sizes["lon"] == 144
+    for name in ("tauu", "tauv"):
+        assert ds[name].attrs["units"] == "N m-2"
+        assert ds[name].attrs["air_density"] == 1.22
+        assert ds[name].attrs["drag_coefficient"] == 1.3e-3
+    assert ds.attrs["air_density"] == 1.22 and ds.attrs["drag_coefficient"] == 1.3e-3
+    ocean = mask_land(ds, observation_path("landsea_1deg.nc"), variables=["tauu"])["tauu"]
+    annual = ocean.mean("time")
+    westerlies = area_mean(annual.sel(lat=slice(-50, -45)))
+    trades = area_mean(annual.sel(lat=slice(10, 20)))
+    assert 0.05 < westerlies < 0.3  # 0.12 N m-2
+    assert -0.3 < trades < -0.02  # -0.037 N m-2 zonally over the ocean
+    for lon in (slice(180, 250), slice(300, 340)):  # central Pacific, Atlantic trades
+        assert -0.3 < area_mean(annual.sel(lat=slice(10, 20), lon=lon)) < -0.04
+    assert float(np.abs(ds["tauu"]).max()) < 0.4
+
+
+def test_esku_heat_budget_global_imbalance():
+    ds = load_observations(observation_path("esku_heat_budget.nc"))
+    assert ds["FDH"].attrs["units"] == "W m-2" and ds["FDH"].attrs["original_units"] == "W/M2"
+    assert ds["SST"].attrs["units"] == "K" and ds["SST"].attrs["original_units"] == "DEG C"
+    assert ds["month"].values.tolist() == list(range(1, 13))
+    assert (np.isnan(ds["FDH"]) == np.isnan(ds["SST"])).all()
+    bounds = np.deg2rad(ds["lat_bnds"].values)
+    area = xr.DataArray(np.sin(bounds[:, 1]) - np.sin(bounds[:, 0]), dims="lat")
+    annual = ds["FDH"].mean("time", skipna=False)  # cells with all 12 months
+    imbalance = float(annual.weighted(area).mean())
+    assert 4 < imbalance < 7  # +5.4 W m-2 into the ocean: the known bias of bulk estimates
+    cold_tongue = float(ds["FDH"].sel(lat=slice(-6, 6), lon=slice(240, 270)).mean())
+    assert cold_tongue > 50  # strong ocean heat uptake in the eastern equatorial Pacific
+    gulf_stream_winter = float(ds["FDH"].sel(lat=slice(34, 42), lon=slice(285, 300)).isel(
+        time=0).mean())
+    assert gulf_stream_winter < -200  # January heat loss over the Gulf Stream
+
+
+def test_levitus_temperature_surface_and_thermocline():
+    ds = load_observations(observation_path("levitus_annual_temperature.nc"))
+    temp = ds["TEMP"]
+    assert temp.dims == ("depth", "lat", "lon") and temp.attrs["original_units"] == "DEG C"
+    assert ds["depth"].values.tolist() == [0, 10, 20, 30, 50, 75, 100, 150, 200, 300, 400, 600,
+                                           800, 1000]
+    assert ds["depth"].attrs["units"] == "m"
+    surface = temp.isel(depth=0).sel(lat=slice(-5, 5), lon=slice(160, 260)) - 273.15
+    assert 25 < float(surface.mean()) < 30  # equatorial Pacific: 26.8 degC
+    column = temp.sel(lat=30.5, lon=210.5) - 273.15  # 30N 150W
+    assert np.all(np.diff(column.values) < 0)
+    z14 = np.interp(14.0, column.values[::-1], ds["depth"].values[::-1])
+    assert 100 < z14 < 500  # 193 m
+    assert 0.3 < float(np.isnan(temp.isel(depth=0)).mean()) < 0.4  # land
+    assert float(np.isnan(temp.isel(depth=-1)).mean()) > float(np.isnan(temp.isel(depth=0)).mean())
+
+
 # ----------------------------------------------------------------------------- normalisations
 def test_descending_lat_and_minus180_lon_with_wrap_column(tmp_path):
     lat = np.array([60.0, 30.0, 0.0, -30.0, -60.0])
@@ -160,6 +232,9 @@ def test_lat_lon_as_data_variables(tmp_path, lat_name, lat_attrs, lon_name, lon_
     ("SPEH", "G/KG", 12.0, 0.012, "kg kg-1"), ("q", "g/kg", 5.0, 0.005, "kg kg-1"),
     ("hus", "kg/kg", 0.01, 0.01, "kg kg-1"), ("UWND", "M/S", -7.0, -7.0, "m s-1"),
     ("va", "m/s", 3.0, 3.0, "m s-1"), ("WSPD", "knots", 10.0, 5.14444, "m s-1"),
+    ("tauu", "N m-2", 0.1, 0.1, "N m-2"), ("taux", "dyn/cm2", 1.0, 0.1, "N m-2"),
+    ("FDH", "W/M2", -50.0, -50.0, "W m-2"), ("hfds", "W m-2", 120.0, 120.0, "W m-2"),
+    ("relief", "METERS", -4000.0, -4000.0, "m"), ("orog", "km", 1.5, 1500.0, "m"),
 ])
 def test_units_aliases_to_si(tmp_path, name, units, stored, si, si_units):
     ds = load_observations(grid_file(tmp_path, name, units, stored))
@@ -257,6 +332,12 @@ def test_error_sst_and_humidity_ranges(tmp_path):
     assert "0..0.05 kg kg-1" in message and "fit units 'g/kg'" in message
     message = error_of(grid_file(tmp_path, "u", "m/s", 400.0, fname="u.nc"))
     assert "-150..150 m s-1" in message
+
+
+def test_error_stress_in_dyn_cm2_labelled_n_m2(tmp_path):
+    message = error_of(grid_file(tmp_path, "tauu", "N m-2", 3.0))
+    assert "variable 'tauu' (surface stress" in message and "-2..2 N m-2" in message
+    assert "fit units 'dyn cm-2'" in message
 
 
 def test_error_unrecognised_units(tmp_path):
