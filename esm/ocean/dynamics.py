@@ -343,13 +343,12 @@ class ReducedGravityOcean(eqx.Module):
         div = ((_east(U) - U) + V[..., 1:, :] - V[..., :-1, :]) / mt["area"]
         # sponge: thickness relaxed to rest at the closed rows, the volume it moves returned
         # uniformly over the ocean so that every layer's volume is kept
+        area = mt["area"] * ocean
         relax = -sponge * (h - rest) * ocean
-        area_c = mt["area"] * ocean
-        relax = (relax - jnp.sum(area_c * relax, axis=(-2, -1), keepdims=True)
-                 / jnp.sum(area_c)) * ocean
+        relax = (relax - jnp.sum(area * relax, axis=(-2, -1), keepdims=True)
+                 / jnp.sum(area)) * ocean
         dh = -div + relax
 
-        area = mt["area"] * ocean
         zero = jnp.zeros((), h.dtype)
         budget = {k: zero for k in BUDGET_TERMS}
         dheat = jnp.zeros_like(state.heat)
@@ -359,7 +358,7 @@ class ReducedGravityOcean(eqx.Module):
             tp = jnp.concatenate([temperature[:1], temperature, temperature[-1:]], axis=0)
             t_face_v = jnp.where(V[0] > 0, tp[:-1], tp[1:])
             fu, fv = U[0] * t_face_u, V[0] * t_face_v
-            advection = -((_east(fu) - fu) + fv[1:] - fv[:-1]) / mt["area"][:, :]
+            advection = -((_east(fu) - fu) + fv[1:] - fv[:-1]) / mt["area"]
             rc = rho0 * SEAWATER_HEAT_CAPACITY
             surface = forcing.heat_flux
             restoring = p["restoring"] * (forcing.restoring_temperature - temperature)
