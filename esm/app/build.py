@@ -39,6 +39,11 @@ class ModelSetup:
       sigma: model levels for 3-d output (None for single-layer models).
       plev: pressure levels (Pa) when 3-d output is interpolated to them.
       description: one line for the output's global attributes.
+      output_name: the output file's stem (``output`` for the atmosphere, ``ocean``).
+      coordinates: the writer's coordinates (None: those of the spectral ``grid``).
+      identity: entries of the restart identity that the model sets itself (resolution,
+        levels, stepper); the rest comes from the config.
+      report: facts about the built model added to the run's summary (e.g. the ocean mask).
     """
 
     experiment: str
@@ -52,6 +57,10 @@ class ModelSetup:
     sigma: np.ndarray | None = None
     plev: np.ndarray | None = None
     description: str = ""
+    output_name: str = "output"
+    coordinates: Any = None
+    identity: dict = dataclasses.field(default_factory=dict)
+    report: dict = dataclasses.field(default_factory=dict)
 
 
 def _get(cfg: Mapping, dotted: str, default=None):
@@ -320,9 +329,17 @@ def build_column_physics(cfg: Mapping):
     return ColumnPhysics(schemes=tuple(schemes), surface=surface)
 
 
+def build_ocean(cfg: Mapping) -> ModelSetup:
+    """The ocean family (``esm.app.build_ocean``)."""
+    from esm.app import build_ocean as ocean
+
+    return ocean.build_ocean(cfg)
+
+
 FAMILIES: dict[str, Callable[[Mapping], ModelSetup]] = {
     "shallow_water": build_shallow_water,
     "primitive_equations": build_primitive_equations,
+    "ocean": build_ocean,
 }
 
 

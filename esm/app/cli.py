@@ -38,7 +38,8 @@ Common overrides:
   output.every_hours=FLOAT snapshot interval
   precision=float32|float64
   hydra.run.dir=PATH       run directory
-Files written: output.nc, summary.json, config.yaml, restart.npz.
+  ocean.resolution=NAME    ocean experiments: 4deg | 2deg | 1deg (ocean.layers, ocean.<parameter>)
+Files written: output.nc (ocean.nc for ocean experiments), summary.json, config.yaml, restart.npz.
 Exit codes: 0 ok, 2 bad configuration, 3 numerical blow-up, 1 other errors.
 """
 
@@ -89,7 +90,7 @@ def _check_group_overrides(overrides: list[str]) -> str | None:
 
 
 def compose(overrides: list[str], config_name: str = "config",
-            open_keys: tuple[str, ...] = ("physics.",)):
+            open_keys: tuple[str, ...] = ("physics.", "ocean.")):
     """Compose the config with hydra; raises ``ConfigError`` with a one-line message.
 
     Overrides of keys under ``open_keys`` (dicts whose entries are free names, like
@@ -103,7 +104,8 @@ def compose(overrides: list[str], config_name: str = "config",
     message = _check_group_overrides(overrides)
     if message:
         raise ConfigError(message)
-    # physics.<scheme>.<name>=VALUE sets a declared parameter (checked by build_model)
+    # physics.<scheme>.<name>=VALUE and ocean.<name>=VALUE set declared parameters and
+    # settings (checked by build_model)
     overrides = ["++" + o if o.startswith(open_keys) else o for o in overrides]
     GlobalHydra.instance().clear()
     try:
@@ -193,6 +195,7 @@ def _run(plain: dict, run_dir: str) -> int:
         identity = {"experiment": setup.experiment, "resolution": plain["resolution"]["name"],
                     "levels": str(plain.get("levels")) if setup.sigma is not None or setup.plev is not None else None,
                     "precision": plain.get("precision"), "stepper": run.get("stepper")}
+        identity.update(setup.identity)
         restart = run.get("restart")
         if restart and not Path(str(restart)).exists():
             raise ConfigError(f"run.restart={restart!r} does not exist; give a run directory "
@@ -203,11 +206,11 @@ def _run(plain: dict, run_dir: str) -> int:
         every = whole_steps(every_hours * constants.SECONDS_PER_HOUR, setup.dt,
                             f"output.every_hours={every_hours:g}")
         grid = setup.grid
+        coordinates = setup.coordinates or GridCoordinates(
+            lat=np.rad2deg(grid.latitude), lon=np.rad2deg(grid.longitude), sigma=setup.sigma,
+            plev=setup.plev)
         writer = NetCDFWriter(
-            run_path, setup.output, every,
-            GridCoordinates(lat=np.rad2deg(grid.latitude), lon=np.rad2deg(grid.longitude),
-                            sigma=setup.sigma, plev=setup.plev),
-            dt=setup.dt, name="output",
+            run_path, setup.output, every, coordinates, dt=setup.dt, name=setup.output_name,
             attrs={"experiment": setup.experiment, "title": setup.description,
                    "resolution": identity["resolution"], "precision": identity["precision"],
                    "time_step_seconds": setup.dt})
@@ -254,6 +257,7 @@ def _run(plain: dict, run_dir: str) -> int:
         return EXIT_ERROR
     finally:
         _ACTIVE.clear()
+    summary.update(setup.report)
     files.atomic_write_json(summary_path, summary)
     print(f"esm-run: {summary['simulated_days']:g} days in {summary['wall_seconds']:.1f} s "
           f"({summary['sim_days_per_second']:.2f} simulated days/s, compile "

@@ -262,15 +262,25 @@ class ExplicitCarry(eqx.Module):
     step: jax.Array
 
 
+# Shu–Osher form of SSP-RK3, y_{s+1} = a_s u + b_s (y_s + dt f(y_s, t + c_s dt)), y_0 = u
+_SSP_RK3 = ((0.0, 1.0, 0.0), (0.75, 0.25, 1.0), (1.0 / 3.0, 2.0 / 3.0, 0.5))
+
+
 def _ssp_rk3(eq, state, params, time, dt):
     """One step of the third-order strong-stability-preserving Runge–Kutta scheme of Shu &
-    Osher (1988, J. Comput. Phys. 77, 439–471, eq. 2.18)."""
-    k1 = eq.tendency(state, params, time)
-    y1 = _axpy((1.0, state), (dt, k1))
-    k2 = eq.tendency(y1, params, time + dt)
-    y2 = _axpy((0.75, state), (0.25, y1), (0.25 * dt, k2))
-    k3 = eq.tendency(y2, params, time + 0.5 * dt)
-    return _axpy((1.0 / 3.0, state), (2.0 / 3.0, y2), ((2.0 / 3.0) * dt, k3))
+    Osher (1988, J. Comput. Phys. 77, 439–471, eq. 2.18), its three stages as one
+    ``lax.scan`` so that the tendency is traced and compiled once."""
+
+    def stage(y, coefficients):
+        a, b, c = coefficients
+        k = eq.tendency(y, params, time + c * dt)
+        new = jax.tree.map(lambda u, x, f: (a * u + b * (x + dt * f)).astype(x.dtype),
+                           state, y, k)
+        return new, None
+
+    coefficients = tuple(jnp.asarray(col) for col in zip(*_SSP_RK3))
+    y, _ = jax.lax.scan(stage, state, coefficients)
+    return y
 
 
 class RungeKutta3(AbstractStepper):
@@ -309,9 +319,14 @@ class AdamsBashforth3(AbstractStepper):
 
     def init(self, state, params):
         eq, dt = self.equation, self.dt
-        back1 = _ssp_rk3(eq, state, params, 0.0, -dt)
-        back2 = _ssp_rk3(eq, back1, params, -dt, -dt)
-        history = (eq.tendency(back1, params, -dt), eq.tendency(back2, params, -2.0 * dt))
+
+        def backward(x, k):
+            time = -k * dt
+            earlier = _ssp_rk3(eq, x, params, time, -dt)
+            return earlier, eq.tendency(earlier, params, time - dt)
+
+        _, tendencies = jax.lax.scan(backward, state, jnp.arange(2.0))
+        history = tuple(jax.tree.map(lambda a, i=i: a[i], tendencies) for i in range(2))
         return ExplicitCarry(state, history, jnp.asarray(0, jnp.int32))
 
     def step(self, carry, params):

@@ -89,6 +89,22 @@ VARIABLES: dict[str, tuple[str, dict[str, str]]] = {
                            "units": "m"}),
     "pressure_velocity": ("wap", {"standard_name": "lagrangian_tendency_of_air_pressure",
                                   "long_name": "Omega (=dp/dt)", "units": "Pa s-1"}),
+    # the ocean (esm.ocean.dynamics.ReducedGravityOcean.output_fields)
+    "sea_water_x_velocity": ("uo", {"standard_name": "sea_water_x_velocity",
+                                    "long_name": "Sea Water X Velocity", "units": "m s-1"}),
+    "sea_water_y_velocity": ("vo", {"standard_name": "sea_water_y_velocity",
+                                    "long_name": "Sea Water Y Velocity", "units": "m s-1"}),
+    "sea_surface_temperature": ("tos", {"standard_name": "sea_surface_temperature",
+                                        "long_name": "Sea Surface Temperature",
+                                        "units": "degC"}),
+    "cell_thickness": ("thkcello", {"standard_name": "cell_thickness",
+                                    "long_name": "Ocean Model Layer Thickness", "units": "m"}),
+    "sea_surface_height": ("zos", {"standard_name": "sea_surface_height_above_geoid",
+                                   "long_name": "Sea Surface Height Above Geoid "
+                                                "(reduced-gravity surface pressure anomaly / rho0 g)",
+                                   "units": "m"}),
+    "sea_area_fraction": ("sftof", {"standard_name": "sea_area_fraction",
+                                    "long_name": "Sea Area Percentage", "units": "%"}),
 }
 ATTRIBUTES: dict[str, dict[str, str]] = {cmip: attrs for cmip, attrs in VARIABLES.values()}
 
@@ -172,6 +188,99 @@ class GridCoordinates:
     plev: np.ndarray | None = None
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class OceanCoordinates:
+    """Coordinates of the ocean's C-grid fields: centres (``lat``, ``lon``), the u faces'
+    longitudes (``lon_u``, west faces) and the v faces' latitudes (``lat_v``, south faces
+    plus the northern boundary), the layer index ``lev`` and the masks that mark land (and
+    faces with no ocean on either side) missing. On a beta-plane box the axes are ``y``,
+    ``x`` (and ``y_v``, ``x_u``) in metres instead. ``sftof`` (%) is written once."""
+
+    lat: np.ndarray
+    lat_v: np.ndarray
+    lon: np.ndarray
+    lon_u: np.ndarray
+    ocean: np.ndarray
+    wet_u: np.ndarray
+    wet_v: np.ndarray
+    rest_thickness: tuple
+    spherical: bool = True
+
+    @classmethod
+    def from_grid(cls, grid, rest_thickness) -> "OceanCoordinates":
+        ocean = np.asarray(grid.ocean, dtype=bool)
+        wet_u = ocean | np.roll(ocean, 1, axis=1)
+        pad = np.pad(ocean, ((1, 1), (0, 0)))
+        wet_v = pad[1:] | pad[:-1]
+        return cls(lat=np.asarray(grid.lat), lat_v=np.asarray(grid.lat_faces),
+                   lon=np.asarray(grid.lon), lon_u=np.asarray(grid.lon_faces), ocean=ocean,
+                   wet_u=wet_u, wet_v=wet_v, rest_thickness=tuple(rest_thickness),
+                   spherical=bool(grid.spherical))
+
+    def _axes(self):
+        if self.spherical:
+            def lat(units_name, values, shift=None):
+                a = {"standard_name": "latitude", "long_name": units_name,
+                     "units": "degrees_north", "axis": "Y"}
+                if shift:
+                    a["c_grid_axis_shift"] = shift
+                return values, a
+
+            def lon(units_name, values, shift=None):
+                a = {"standard_name": "longitude", "long_name": units_name,
+                     "units": "degrees_east", "axis": "X"}
+                if shift:
+                    a["c_grid_axis_shift"] = shift
+                return values, a
+
+            return {"lat": lat("latitude of cell centres", self.lat),
+                    "lat_v": lat("latitude of v faces (south faces)", self.lat_v, -0.5),
+                    "lon": lon("longitude of cell centres", self.lon),
+                    "lon_u": lon("longitude of u faces (west faces)", self.lon_u, -0.5)}, \
+                ("lat", "lon", "lat_v", "lon_u")
+        box = {"y": (self.lat, {"standard_name": "projection_y_coordinate", "units": "m",
+                                "axis": "Y", "long_name": "y of cell centres"}),
+               "y_v": (self.lat_v, {"standard_name": "projection_y_coordinate", "units": "m",
+                                    "long_name": "y of v faces", "c_grid_axis_shift": -0.5}),
+               "x": (self.lon, {"standard_name": "projection_x_coordinate", "units": "m",
+                                "axis": "X", "long_name": "x of cell centres"}),
+               "x_u": (self.lon_u, {"standard_name": "projection_x_coordinate", "units": "m",
+                                    "long_name": "x of u faces", "c_grid_axis_shift": -0.5})}
+        return box, ("y", "x", "y_v", "x_u")
+
+    def dataset(self, fields: Mapping[str, np.ndarray], hours: np.ndarray,
+                attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
+        axes, (y, x, yv, xu) = self._axes()
+        coords = {name: (name, np.asarray(v, dtype=np.float64), a) for name, (v, a) in axes.items()}
+        coords["time"] = ("time", np.asarray(hours, dtype=np.float64),
+                          {"standard_name": "time", "long_name": "time", "units": TIME_UNITS,
+                           "calendar": TIME_CALENDAR, "axis": "T"})
+        coords["lev"] = ("lev", np.arange(1, len(self.rest_thickness) + 1, dtype=np.int32),
+                         {"long_name": "isopycnal layer (1 at the top) over a resting deep layer",
+                          "axis": "Z", "positive": "down"})
+        coords["rest_thickness"] = ("lev", np.asarray(self.rest_thickness, dtype=np.float64),
+                                    {"long_name": "layer thickness at rest", "units": "m"})
+        dims = {"uo": ("time", "lev", y, xu), "vo": ("time", "lev", yv, x),
+                "thkcello": ("time", "lev", y, x), "tos": ("time", y, x), "zos": ("time", y, x)}
+        masks = {"uo": self.wet_u, "vo": self.wet_v}
+        data_vars = {}
+        for name, values in to_cmip(fields).items():
+            values = np.array(values, dtype=np.asarray(values).dtype, copy=True)
+            if name not in dims:
+                raise ValueError(f"ocean field {name!r} has no place on the C-grid")
+            wet = masks.get(name, self.ocean)
+            values = np.where(wet, values, np.nan).astype(values.dtype)
+            data_vars[name] = (dims[name], values, dict(ATTRIBUTES.get(name, {})))
+        data_vars["sftof"] = ((y, x), 100.0 * self.ocean.astype(np.float32),
+                              dict(ATTRIBUTES["sftof"]))
+        ds = xr.Dataset(data_vars, coords=coords)
+        ds.attrs.update({"Conventions": "CF-1.8", "source": "diffesm",
+                         "grid": "Arakawa C-grid: uo on west faces, vo on south faces"})
+        if attrs:
+            ds.attrs.update({k: v for k, v in attrs.items() if v is not None})
+        return ds
+
+
 class NetCDFWriter:
     """Writes ``fields(state)`` every ``every`` steps into ``<name>.nc`` in a run directory.
 
@@ -197,6 +306,8 @@ class NetCDFWriter:
     def dataset(self, steps: np.ndarray, fields: Mapping[str, np.ndarray]) -> xr.Dataset:
         c = self.coordinates
         hours = np.asarray(steps, dtype=np.float64) * self.dt / 3600.0
+        if hasattr(c, "dataset"):
+            return c.dataset({k: np.asarray(v) for k, v in fields.items()}, hours, self.attrs)
         return snapshot_dataset(to_cmip({k: np.asarray(v) for k, v in fields.items()}), hours,
                                 c.lat, c.lon, sigma=c.sigma, attrs=self.attrs, plev=c.plev)
 

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from esm.core.constants import SECONDS_PER_DAY, SEAWATER_HEAT_CAPACITY, SEAWATER_REFERENCE_DENSITY
+from esm.core.constants import GRAVITY, SECONDS_PER_DAY, SEAWATER_HEAT_CAPACITY, SEAWATER_REFERENCE_DENSITY
 from esm.core.parameters import Parameter
 from esm.ocean.grid import OceanGrid
 
@@ -128,6 +128,18 @@ class MonthlyForcing(eqx.Module):
         upper = jnp.mod(lower + 1, n)
         return jax.tree.map(lambda a: (1.0 - weight) * a[lower] + weight * a[upper],
                             self.fields)
+
+
+class RampedForcing(eqx.Module):
+    """A forcing switched on linearly over ``ramp_seconds`` from time 0 (a spin-up from rest
+    without the inertial oscillations of a sudden wind)."""
+
+    base: Any
+    ramp_seconds: float = eqx.field(static=True)
+
+    def __call__(self, time) -> OceanForcing:
+        weight = jnp.minimum(time / self.ramp_seconds, 1.0)
+        return jax.tree.map(lambda a: weight * a, self.base(time))
 
 
 def steady_forcing(grid: OceanGrid, wind_stress_x=0.0, wind_stress_y=0.0, heat_flux=0.0,
@@ -390,6 +402,23 @@ class ReducedGravityOcean(eqx.Module):
         """rho0 c_p sum(A h_0 T) over the ocean, J."""
         area = self._c(self.grid.area)[:, None] * self._c(self.grid.ocean)
         return SEAWATER_REFERENCE_DENSITY * SEAWATER_HEAT_CAPACITY * jnp.sum(area * state.heat)
+
+    def surface_height(self, state: OceanState) -> jax.Array:
+        """Sea-surface height of the reduced-gravity ocean, m: the surface pressure anomaly
+        over rho0 g, (M_0(h) − M_0(H)) / g with M_0 the top layer's Montgomery potential."""
+        rest = jnp.asarray(self.rest_thickness, state.h.dtype)[:, None, None]
+        anomaly = self._montgomery(state.h)[0] - self._montgomery(rest)[0]
+        return anomaly / GRAVITY * self._c(self.grid.ocean)
+
+    def output_fields(self, state: OceanState) -> dict[str, jax.Array]:
+        """Descriptive name -> field for the output writer: velocities on their faces,
+        layer thicknesses, SST and sea-surface height at the centres (land: values of the
+        masked state; the writer marks them missing)."""
+        return {"sea_water_x_velocity": state.u * self._c(self.grid.u_open),
+                "sea_water_y_velocity": state.v * self._c(self.grid.v_open),
+                "cell_thickness": state.h,
+                "sea_surface_temperature": state.temperature(self.minimum_thickness),
+                "sea_surface_height": self.surface_height(state)}
 
     def layer_volumes(self, state: OceanState) -> jax.Array:
         """Volume of each layer, m^3, (layers,)."""

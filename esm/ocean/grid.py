@@ -4,7 +4,7 @@ Index layout (``j`` north, ``i`` east), for ``ny`` rows and ``nx`` columns of ce
 
 * thickness and temperature at cell centres, shape ``(ny, nx)``;
 * ``u`` on the west face of each cell, ``(ny, nx)``: ``u[j, i]`` sits between cells
-  ``i - 1`` and ``i`` (periodic in ``i`` on the sphere; on a box the face ``i = 0`` is a wall);
+  ``i - 1`` and ``i`` (periodic in ``i``; a box is a periodic channel with one land column);
 * ``v`` on the south face of each cell plus the northern boundary, ``(ny + 1, nx)``:
   ``v[j, i]`` between rows ``j - 1`` and ``j``; rows 0 and ``ny`` are walls;
 * vorticity and potential vorticity at the south-west corners, ``(ny + 1, nx)``.
@@ -22,7 +22,7 @@ import numpy as np
 
 from esm.core.constants import ANGULAR_VELOCITY, EARTH_RADIUS, SECONDS_PER_DAY
 
-RESOLUTIONS = {"4deg": 4.0, "2deg": 2.0, "1deg": 1.0}
+RESOLUTIONS = {"4deg": 4.0, "2deg": 2.0, "1deg": 1.0, "0.5deg": 0.5}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -175,20 +175,28 @@ def spherical_grid(resolution: float, south: float = -54.0, north: float = 65.0,
 def beta_plane_box(length_x: float, length_y: float, spacing: float, f0: float,
                    beta: float) -> OceanGrid:
     """A closed rectangular basin on the beta plane, f = f0 + beta (y − L_y/2), all
-    lengths in metres; walls on all four sides."""
+    lengths in metres; walls on all four sides.
+
+    The basin's ``nx`` ocean columns are followed by one land column and the grid wraps,
+    so the east and west walls are ordinary coastlines: every stencil (and the no-slip
+    wall vorticity, which counts the ocean cells around a corner) treats them exactly as
+    it treats a coast on the sphere. ``lon`` holds the cell-centre ``x`` in metres; the land
+    column sits at ``x = L_x + spacing / 2``.
+    """
     nx, ny = int(round(length_x / spacing)), int(round(length_y / spacing))
     if nx < 4 or ny < 4 or abs(nx * spacing - length_x) > 1e-6 * length_x:
         raise ValueError(f"box {length_x} x {length_y} m is not a whole number (>= 4) of "
                          f"{spacing} m cells")
     y_faces = spacing * np.arange(ny + 1)
     y = y_faces[:-1] + 0.5 * spacing
-    x_faces = spacing * np.arange(nx)
-    ocean = np.ones((ny, nx))
-    u_open, v_open = face_masks(ocean, periodic=False)
+    x_faces = spacing * np.arange(nx + 1)
+    ocean = np.ones((ny, nx + 1))
+    ocean[:, -1] = 0.0
+    u_open, v_open = face_masks(ocean, periodic=True)
     mid = 0.5 * length_y
     return OceanGrid(lat=y, lat_faces=y_faces, lon=x_faces + 0.5 * spacing, lon_faces=x_faces,
                      dx_center=np.full(ny, spacing), dx_face=np.full(ny + 1, spacing),
                      dy=float(spacing), area=np.full(ny, spacing * spacing),
                      coriolis_corner=f0 + beta * (y_faces - mid),
                      coriolis_center=f0 + beta * (y - mid), ocean=ocean, u_open=u_open,
-                     v_open=v_open, sponge=np.zeros(ny), periodic=False, spherical=False)
+                     v_open=v_open, sponge=np.zeros(ny), periodic=True, spherical=False)
