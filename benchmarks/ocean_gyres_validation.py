@@ -215,23 +215,28 @@ def analyse(folder: str, no_restoring: str | None = None) -> dict:
         "note": "correlation of zonal anomalies (per row and basin), cos(lat) weights; [r, points]"}
     figures(folder, ds, total, d14, vh_late, lat, lat_v, lon, ocean)
 
-    if no_restoring:
-        from calibration.observations import load_observations
+    from calibration.observations import load_observations
 
-        other = xr.open_dataset(Path(no_restoring) / "ocean.nc")
-        sst = _years(other, 16, 20).tos.mean("time").values
-        obs = load_observations(Path(__file__).resolve().parents[1] / "data" / "str_sst_climatology.nc")
-        name = [v for v in obs.data_vars][0]
-        ref = obs[name].mean("month" if "month" in obs.dims else "time").values
-        ref = ref - 273.15 if np.nanmean(ref) > 200 else ref
-        ref = ocean_data.cell_mean(lat_v, lon_edges, obs["lat"].values, obs["lon"].values, ref)
-        band = (np.abs(lat) <= 60)[:, None] & ocean & np.isfinite(ref)
-        w = np.cos(np.deg2rad(lat))[:, None] * np.ones_like(sst)
+    obs = load_observations(Path(__file__).resolve().parents[1] / "data" / "str_sst_climatology.nc")
+    name = [v for v in obs.data_vars][0]
+    ref = obs[name].mean("month" if "month" in obs.dims else "time").values
+    ref = ref - 273.15 if np.nanmean(ref) > 200 else ref
+    ref = ocean_data.cell_mean(lat_v, lon_edges, obs["lat"].values, obs["lon"].values, ref)
+    band = (np.abs(lat) <= 60)[:, None] & ocean & np.isfinite(ref)
+    w = np.cos(np.deg2rad(lat))[:, None] * np.ones(ocean.shape)
+
+    def sst_error(dataset, run):
+        sst = _years(dataset, 16, 20).tos.mean("time").values
         err = np.where(band, sst - ref, 0.0)
-        out["sst_no_restoring_vs_str"] = {
-            "run": str(no_restoring),
-            "rmse_60S_60N_K": float(np.sqrt(np.sum(w * err ** 2) / np.sum(w * band))),
-            "bias_60S_60N_K": float(np.sum(w * err) / np.sum(w * band))}
+        return {"run": str(run), "rmse_60S_60N_K": float(np.sqrt(np.sum(w * err ** 2) / np.sum(w * band))),
+                "bias_60S_60N_K": float(np.sum(w * err) / np.sum(w * band)),
+                "max_K": float(np.nanmax(np.where(band, sst, np.nan))),
+                "min_K": float(np.nanmin(np.where(band, sst, np.nan)))}
+
+    out["sst_vs_str"] = sst_error(ds, folder)
+    if no_restoring:
+        out["sst_no_restoring_vs_str"] = sst_error(xr.open_dataset(Path(no_restoring) / "ocean.nc"),
+                                                   no_restoring)
     return out
 
 

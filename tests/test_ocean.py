@@ -135,6 +135,28 @@ def test_time_order(x64, name):
     assert abs(slope - stepper.order) <= 0.3, (name, errors, slope)
 
 
+def test_per_step_fluxes_enter_like_the_monthly_climatology(x64):
+    """The forcing interface: the tendency under ``FluxForcing`` of the climatology's
+    fields at time t equals the tendency under the climatology itself at t (to rounding);
+    and a changed
+    flux changes it (the swap is a pytree operation, usable inside jit)."""
+    grid, eq, state = _basin()
+    months = jax.tree.map(lambda a: jnp.stack([a * (1.0 + 0.1 * m) for m in range(12)]),
+                          eq.forcing(0.0))
+    monthly = eq.with_forcing(od.MonthlyForcing(months))
+    t = 40.0 * 86400.0
+    params = _params()
+    per_step = jax.jit(lambda e, s: e.tendency(s, params, t))
+    a = per_step(monthly, state)
+    b = per_step(monthly.with_forcing(od.FluxForcing(monthly.forcing(t))), state)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):  # same up to the fusion's rounding
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-13,
+                                   atol=1e-13 * float(np.max(np.abs(np.asarray(x)))))
+    doubled = jax.tree.map(lambda q: 2.0 * q, monthly.forcing(t))
+    c = per_step(monthly.with_forcing(od.FluxForcing(doubled)), state)
+    assert float(jnp.max(jnp.abs(c.u - a.u))) > 0 and float(jnp.max(jnp.abs(c.heat - a.heat))) > 0
+
+
 # ------------------------------------------------------------------------------- budgets
 def test_volume_and_heat_budgets(x64):
     """Per-layer volume to 1e-12 with entrainment and freshwater off; total volume with
@@ -254,12 +276,15 @@ def test_munk_boundary_layer(x64):
 
 # ----------------------------------------------------------------------------- gradients
 def _gyres_4deg(days=30):
-    """``ocean_gyres`` at 4 degrees in float64, built through the application layer."""
+    """``ocean_gyres`` at 4 degrees in float64, built through the application layer, with
+    the entrainment depth (default 50 m) at 170 m: from the 150 m rest thickness the mixed
+    layer thins below 50 m only after months, so within 30 days the entrainment rate would
+    have no effect to differentiate."""
     from esm.app.build import build_model
     from esm.app.cli import compose, resolved
 
     plain, _ = resolved(compose(["experiment=ocean_gyres", "ocean.resolution=4deg",
-                                 "precision=float64"]))
+                                 "precision=float64", "ocean.entrainment_depth=170"]))
     setup = build_model(plain)
     return setup, int(round(days * 86400.0 / setup.dt))
 

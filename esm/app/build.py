@@ -44,6 +44,7 @@ class ModelSetup:
       identity: entries of the restart identity that the model sets itself (resolution,
         levels, stepper); the rest comes from the config.
       report: facts about the built model added to the run's summary (e.g. the ocean mask).
+      blowup_hint: what a blow-up message advises (None: the atmosphere's advice).
     """
 
     experiment: str
@@ -61,6 +62,7 @@ class ModelSetup:
     coordinates: Any = None
     identity: dict = dataclasses.field(default_factory=dict)
     report: dict = dataclasses.field(default_factory=dict)
+    blowup_hint: str | None = None
 
 
 def _get(cfg: Mapping, dotted: str, default=None):

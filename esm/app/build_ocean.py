@@ -33,7 +33,7 @@ from esm.ocean import grid as ocean_grid
 # The viscosity keeps the Munk layer (A / beta)^(1/3) near one grid spacing at the equator; the
 # time step keeps f dt <= 0.72 at 65N (AB3) and the viscous and gravity-wave limits.
 RESOLUTIONS = {"4deg": (ocean_grid.RESOLUTIONS["4deg"], 60.0, 8.0e5),
-               "2deg": (ocean_grid.RESOLUTIONS["2deg"], 60.0, 2.0e5),
+               "2deg": (ocean_grid.RESOLUTIONS["2deg"], 60.0, 1.0e5),
                "1deg": (ocean_grid.RESOLUTIONS["1deg"], 30.0, 5.0e4),
                "0.5deg": (ocean_grid.RESOLUTIONS["0.5deg"], 30.0, 1.0e4)}
 # default layers: rest thicknesses (m) and reduced gravities (m/s2) of the interfaces below
@@ -201,7 +201,7 @@ def build_ocean(cfg: Mapping) -> ModelSetup:
     report: dict[str, Any] = {}
     res_name = None
     if case_name == "munk_gyre":
-        dt = 60.0 * _number(cfg, "dt_minutes", 80.0 / 60.0)
+        dt = 60.0 * _number(cfg, "dt_minutes", _get(cfg, "run.dt_minutes") or 80.0 / 60.0)
         case = cases.munk_gyre(
             length=1e3 * _number(cfg, "length_km", 3000.0),
             spacing=1e3 * _number(cfg, "spacing_km", 20.0), f0=_number(cfg, "f0", 1e-4),
@@ -212,7 +212,7 @@ def build_ocean(cfg: Mapping) -> ModelSetup:
         res_name = f"box{_number(cfg, 'spacing_km', 20.0):g}km"
     elif case_name == "kelvin_wave":
         res_name, res, dt_default, _ = resolution(cfg)
-        dt = 60.0 * _number(cfg, "dt_minutes", dt_default)
+        dt = 60.0 * _number(cfg, "dt_minutes", _get(cfg, "run.dt_minutes") or dt_default)
         case = cases.kelvin_wave(
             resolution=res, south=_number(cfg, "south", -40.0, positive=False),
             north=_number(cfg, "north", 40.0, positive=False),
@@ -221,7 +221,7 @@ def build_ocean(cfg: Mapping) -> ModelSetup:
         overrides.setdefault("ocean.laplacian_viscosity", 0.0)
     else:
         res_name, res, dt_default, viscosity = resolution(cfg)
-        dt = 60.0 * _number(cfg, "dt_minutes", dt_default)
+        dt = 60.0 * _number(cfg, "dt_minutes", _get(cfg, "run.dt_minutes") or dt_default)
         south = _number(cfg, "south", -54.0, positive=False)
         north = _number(cfg, "north", 65.0, positive=False)
         if not -90.0 <= south < north <= 90.0:
@@ -273,5 +273,6 @@ def build_ocean(cfg: Mapping) -> ModelSetup:
         parameter_declarations=dynamics.DECLARATIONS, description=case.description,
         output_name="ocean", coordinates=coordinates,
         identity={"resolution": res_name, "levels": str(eq.layers), "stepper": stepper_name},
-        report={"ocean_grid": report} if report else {})
+        report={"ocean_grid": report} if report else {},
+        blowup_hint="reduce ocean.dt_minutes or increase ocean.laplacian_viscosity")
 

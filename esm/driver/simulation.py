@@ -47,12 +47,12 @@ class Interrupted(RuntimeError):
 class BlowUp(RuntimeError):
     """The state became non-finite."""
 
-    def __init__(self, step: int, simulated_days: float, fields: list[str]):
+    def __init__(self, step: int, simulated_days: float, fields: list[str],
+                 hint: str = "reduce run.dt_minutes or increase the hyperdiffusion"):
         self.step, self.simulated_days, self.fields = step, simulated_days, fields
         super().__init__(
             f"numerical blow-up: non-finite {', '.join(fields)} at step {step} "
-            f"(simulated time {simulated_days:.4f} days); reduce run.dt_minutes or "
-            f"increase the hyperdiffusion")
+            f"(simulated time {simulated_days:.4f} days); {hint}")
 
 
 def whole_steps(seconds: float, dt: float, what: str,
@@ -121,8 +121,9 @@ class HealthCheck(Callback):
 
     def __call__(self, sim, result):
         if not result.healthy:
+            hint = getattr(sim.model, "blowup_hint", None)
             raise BlowUp(result.bad_step, result.bad_step * sim.dt / SECONDS_PER_DAY,
-                         result.bad_fields)
+                         result.bad_fields, *([hint] if hint else []))
 
 
 class RestartWriter(Callback):

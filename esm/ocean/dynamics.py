@@ -130,6 +130,19 @@ class MonthlyForcing(eqx.Module):
                             self.fields)
 
 
+class FluxForcing(eqx.Module):
+    """One ``OceanForcing`` held for the step it is given to: the coupled model's (or any
+    caller's) fluxes of this step. ``ReducedGravityOcean.with_forcing(FluxForcing(f))``
+    gives the equation that steps under ``f``; being a pytree swap, it works inside jit,
+    scan and gradients, so observed climatologies and the atmosphere's fluxes arrive the
+    same way."""
+
+    fields: OceanForcing
+
+    def __call__(self, time) -> OceanForcing:
+        return self.fields
+
+
 class RampedForcing(eqx.Module):
     """A forcing switched on linearly over ``ramp_seconds`` from time 0 (a spin-up from rest
     without the inertial oscillations of a sudden wind)."""
@@ -212,6 +225,11 @@ class ReducedGravityOcean(eqx.Module):
     @property
     def layers(self) -> int:
         return len(self.rest_thickness)
+
+    def with_forcing(self, forcing) -> "ReducedGravityOcean":
+        """The same ocean under another forcing source (``forcing(time) -> OceanForcing``,
+        e.g. ``FluxForcing`` of this step's fluxes)."""
+        return eqx.tree_at(lambda e: e.forcing, self, forcing)
 
     # --------------------------------------------------------------------------- constants
     def _c(self, a):
