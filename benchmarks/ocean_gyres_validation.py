@@ -257,13 +257,24 @@ def figures(folder, ds, total, d14, vh, lat, lat_v, lon, ocean):
     fig.savefig(docs / "ocean_gyres_thickness.png", dpi=90)
     plt.close(fig)
     dx_v = RADIUS * np.cos(np.deg2rad(lat_v))[:, None] * np.deg2rad(float(lon[1] - lon[0]))
-    # barotropic-like streamfunction of the active layers: psi(x) = -int_x^east v h dx, by row
-    psi = -np.cumsum((vh * dx_v)[:, ::-1], axis=1)[:, ::-1] / 1e6
-    fig, ax = plt.subplots(figsize=(9, 4), constrained_layout=True)
+    # streamfunction of the active layers' transport: psi(x) = -int_x^coast v h dx along each
+    # row, integrated westward from each basin's eastern coast (reset to zero on land)
     pad = np.pad(ocean, ((1, 1), (0, 0)))
+    wet = pad[1:] & pad[:-1]
+    flux = vh * dx_v / 1e6
+    psi = np.zeros_like(flux)
+    for j in range(flux.shape[0]):
+        land = np.flatnonzero(~wet[j])
+        start = (land[-1] if land.size else flux.shape[1] - 1)  # begin the sweep on land
+        acc = 0.0
+        for k in range(flux.shape[1]):
+            i = (start - k) % flux.shape[1]
+            acc = 0.0 if not wet[j, i] else acc - flux[j, i]
+            psi[j, i] = acc
+    fig, ax = plt.subplots(figsize=(9, 4), constrained_layout=True)
     im = ax.pcolormesh(lon, lat_v, np.where(pad[1:] | pad[:-1], psi, np.nan), cmap="RdBu_r",
                        vmin=-40, vmax=40, shading="auto")
-    ax.set_title("active-layer transport streamfunction (Sv, from the zonal integral of v h), years 16-20")
+    ax.set_title("active-layer transport streamfunction (Sv, -int v h dx from each eastern coast), years 16-20")
     fig.colorbar(im, ax=ax)
     fig.savefig(docs / "ocean_gyres_streamfunction.png", dpi=90)
     plt.close(fig)
