@@ -157,11 +157,31 @@ def test_per_step_fluxes_enter_like_the_monthly_climatology(x64):
     assert float(jnp.max(jnp.abs(c.u - a.u))) > 0 and float(jnp.max(jnp.abs(c.heat - a.heat))) > 0
 
 
+def test_sponge_acts_only_at_the_closed_rows_and_is_budgeted(x64):
+    """With the fluid at rest and h displaced everywhere, the sponge changes h only where it
+    acts (no interior volume source) and pulls it towards rest there."""
+    grid, eq, state = _basin(thermodynamics=False)
+    bump = jnp.asarray(15.0 * (1.0 + np.cos(np.deg2rad(grid.lon)))[None, :] * np.ones((grid.shape[0], 1)))
+    state = eqx.tree_at(lambda s: s.h, state, state.h + bump[None] * jnp.asarray(grid.ocean))
+    zero = od.steady_forcing(grid, dtype="float64")
+    tendency = eq.with_forcing(zero).tendency(state, _params(), 0.0)
+    dh = np.asarray(tendency.h)
+    outside = (grid.sponge[:, None] == 0) | (grid.ocean == 0)
+    assert np.max(np.abs(dh[:, outside])) == 0.0
+    inside = ~outside
+    assert np.all(dh[:, inside] * np.asarray(bump)[None][:, inside] <= 0)
+    assert np.max(np.abs(dh)) > 0
+    exchange = np.sum(grid.cell_area() * dh, axis=(-2, -1))
+    np.testing.assert_allclose(np.asarray(tendency.budget["sponge_volume"]), exchange, rtol=1e-13)
+
+
 # ------------------------------------------------------------------------------- budgets
 def test_volume_and_heat_budgets(x64):
-    """Per-layer volume to 1e-12 with entrainment and freshwater off; total volume with
-    entrainment on; volume changed by exactly the freshwater input; heat content change =
-    the sum of the source integrals to 1e-10 of the integrated |Q|; coastline faces closed."""
+    """Per-layer volume to 1e-12 with entrainment and freshwater off (and with the sponge,
+    an exchange with the deep layer, counted by its budget term; without a sponge the
+    volumes themselves are kept); total volume with entrainment on; volume changed by
+    exactly the freshwater input; heat content change = the sum of the source integrals to
+    1e-10 of the integrated |Q|; coastline faces closed."""
     grid, eq, state = _basin()
     state = _perturbed(eq, state, 5.0)
     n = 240  # 10 days of 1 h
@@ -169,13 +189,23 @@ def test_volume_and_heat_budgets(x64):
     off = _params({"ocean.entrainment_rate": 0.0})
     final = stepper.current(_run(stepper, state, off, n))
     v0, v1 = np.asarray(eq.layer_volumes(state)), np.asarray(eq.layer_volumes(final))
-    np.testing.assert_array_less(np.abs(v1 / v0 - 1.0), 1e-12)
+    sponge = np.asarray(final.budget["sponge_volume"])
+    assert np.all(np.abs(sponge) > 1e-9 * v0)  # the sponge did exchange volume
+    np.testing.assert_array_less(np.abs((v1 - sponge) / v0 - 1.0), 1e-12)
+    no_sponge = od.ReducedGravityOcean(
+        og.spherical_grid(4.0, -60.0, 60.0, ocean=grid.ocean, sponge_south=False,
+                          sponge_north=False),
+        eq.reduced_gravity, eq.rest_thickness, eq.forcing, dt=eq.dt, biharmonic=True,
+        dtype="float64")
+    st = ti.make_stepper("ab3", no_sponge, eq.dt)
+    v2 = np.asarray(no_sponge.layer_volumes(st.current(_run(st, state, off, n))))
+    np.testing.assert_array_less(np.abs(v2 / v0 - 1.0), 1e-12)
     assert float(jnp.max(jnp.abs(final.u * (1 - grid.u_open)))) == 0.0
     assert float(jnp.max(jnp.abs(final.v * (1 - grid.v_open)))) == 0.0
 
     on = _params({"ocean.entrainment_rate": 1e-5})
     final = stepper.current(_run(stepper, state, on, n))
-    v1 = np.asarray(eq.layer_volumes(final))
+    v1 = np.asarray(eq.layer_volumes(final)) - np.asarray(final.budget["sponge_volume"])
     assert abs(v1[0] - v0[0]) > 1e-6 * v0[0]  # entrainment moved water between layers
     assert abs(v1.sum() / v0.sum() - 1.0) <= 1e-12
     heat_change = float(eq.heat_content(final) - eq.heat_content(state))
@@ -192,7 +222,8 @@ def test_volume_and_heat_budgets(x64):
     stepper = ti.make_stepper("ab3", eq, eq.dt)
     final = stepper.current(_run(stepper, state, off, n))
     added = fresh * grid.ocean_area() * n * eq.dt
-    change = float(jnp.sum(eq.layer_volumes(final) - eq.layer_volumes(state)))
+    change = float(jnp.sum(eq.layer_volumes(final) - eq.layer_volumes(state))
+                   - jnp.sum(final.budget["sponge_volume"]))
     assert abs(change - added) <= 1e-10 * added
     assert abs(float(final.budget["freshwater_volume"]) - added) <= 1e-10 * added
 

@@ -54,6 +54,7 @@ from esm.core.parameters import Parameter
 from esm.ocean.grid import OceanGrid
 
 FREEZING_TEMPERATURE = -1.8  # degC
+ENTRAINMENT_RESERVE = 10.0  # m: the second layer's thickness below which entrainment tapers
 REFERENCE_WIND_DRAG = 1.3e-3  # the C_D the shipped stress climatology was computed with
 
 DECLARATIONS = (
@@ -78,7 +79,8 @@ DECLARATIONS = (
 )
 
 BUDGET_TERMS = ("surface_heat", "restoring_heat", "entrainment_heat", "freezing_heat",
-                "freshwater_heat", "sponge_heat", "freshwater_volume", "entrainment_volume")
+                "freshwater_heat", "sponge_heat", "sponge_volume", "freshwater_volume",
+                "entrainment_volume")
 
 
 class OceanState(eqx.Module):
@@ -255,7 +257,8 @@ class ReducedGravityOcean(eqx.Module):
         return OceanState(u=jnp.zeros((n, ny, nx), self.dtype),
                           v=jnp.zeros((n, ny + 1, nx), self.dtype), h=h * ocean,
                           heat=h[0] * t * ocean,
-                          budget={k: jnp.zeros((), self.dtype) for k in BUDGET_TERMS})
+                          budget={k: jnp.zeros((n,) if k == "sponge_volume" else (), self.dtype)
+                                  for k in BUDGET_TERMS})
 
     # ----------------------------------------------------------------------------- pieces
     def _corner_thickness(self, h, ocean):
@@ -371,16 +374,19 @@ class ReducedGravityOcean(eqx.Module):
         du = (du - sponge * u) * mt["uo"]
         dv = (dv - sponge_v * v) * mt["vo"]
         div = ((_east(U) - U) + V[..., 1:, :] - V[..., :-1, :]) / mt["area"]
-        # sponge: thickness relaxed to rest at the closed rows, the volume it moves returned
-        # uniformly over the ocean so that every layer's volume is kept
+        # sponge: thickness relaxed to rest at the closed rows by exchange with the resting
+        # deep layer (budgeted per layer as sponge_volume). Returning that volume over the
+        # rest of the ocean instead, to keep each layer's volume, would be a uniform
+        # interior source: ~30 Sv, 3 m/yr, which weakened the 30N interior Sverdrup
+        # transports by 4-5 Sv (docs/ocean.md); returning it within each sponge piece
+        # drains the Southern Ocean rows, whose Ekman divergence must be fed from below.
         area = mt["area"] * ocean
         relax = -sponge * (h - rest) * ocean
-        relax = (relax - jnp.sum(area * relax, axis=(-2, -1), keepdims=True)
-                 / jnp.sum(area)) * ocean
         dh = -div + relax
 
         zero = jnp.zeros((), h.dtype)
         budget = {k: zero for k in BUDGET_TERMS}
+        budget["sponge_volume"] = jnp.sum(area * relax, axis=(-2, -1))
         dheat = jnp.zeros_like(state.heat)
         if self.thermodynamics:
             temperature = state.heat / jnp.maximum(h[0], self.minimum_thickness)
@@ -394,6 +400,13 @@ class ReducedGravityOcean(eqx.Module):
             restoring = p["restoring"] * (forcing.restoring_temperature - temperature)
             entrain = p["entrainment_rate"] * _relu_smooth(
                 p["entrainment_depth"] - h[0], self.entrainment_width)
+            if self.layers > 1:
+                # the layer below gives water only while it has some: the rate falls
+                # linearly to zero as h_1 thins from ENTRAINMENT_RESERVE to the minimum
+                # thickness (h_1 is otherwise unbounded below: entrainment is a source
+                # term, not one of the limited fluxes)
+                entrain = entrain * jnp.clip((h[1] - self.minimum_thickness)
+                                             / ENTRAINMENT_RESERVE, 0.0, 1.0)
             freezing = rc * h[0] * _relu_smooth(FREEZING_TEMPERATURE - temperature,
                                                 self.freezing_width) / (
                 self.freezing_days * SECONDS_PER_DAY)
@@ -410,6 +423,7 @@ class ReducedGravityOcean(eqx.Module):
                       "freezing_heat": jnp.sum(area * freezing),
                       "freshwater_heat": rc * jnp.sum(area * fresh * temperature),
                       "sponge_heat": rc * jnp.sum(area * relax[0] * temperature),
+                      "sponge_volume": budget["sponge_volume"],
                       "freshwater_volume": jnp.sum(area * fresh),
                       "entrainment_volume": jnp.sum(area * entrain) if self.layers == 1 else zero}
         dh = dh * ocean
