@@ -17,6 +17,8 @@ prints, as JSON (committed under benchmarks/results/), means over years 16-20:
 * the correlation of the zonal anomalies (per latitude row and basin) of the total active
   thickness sum_k h_k with those of the Levitus depth of the 14 degC isotherm, per northern
   basin over 10-40N and over all basins 40S-40N;
+* with the rows south of 58S open (``ocean.south=-70``): the eastward transport through
+  Drake Passage (68W, south of 54S), reported only;
 * with ``--no-restoring-dir``: the area-weighted RMSE of that run's SST (restoring off,
   ocean.restoring=0) against the Shea-Trenberth-Reynolds annual-mean SST over 60S-60N.
 
@@ -181,6 +183,14 @@ def analyse(folder: str, no_restoring: str | None = None) -> dict:
             t = float(np.sum(vh_late[j, near]) * dx_v[j] / 1e6) * (1 if latitude > 0 else -1)
             wbc[f"{basin}@{latitude:g}"] = {"poleward_Sv": t, "west_coast_lon": float(lon[seg[0]])}
     out["western_boundary_poleward_transport"] = wbc
+    if lat_v[0] < -58.0:  # Drake Passage open (ocean.south=-70): circumpolar transport, reported
+        i = int(np.argmin(np.abs(ds.lon_u.values - 292.0)))  # 68W
+        h = late.thkcello.fillna(0.0).values
+        h_u = 0.5 * (h + np.roll(h, 1, axis=-1))
+        uh = (late.uo.fillna(0.0).values * h_u).sum(1).mean(0)
+        dy = RADIUS * np.deg2rad(float(lat[1] - lat[0]))
+        rows = lat < -54.0
+        out["drake_passage_eastward_Sv"] = float(np.sum(uh[rows, i]) * dy / 1e6)
 
     # thickness against the Levitus 14 degC isotherm depth
     lev = ocean_data.levitus_temperature()
