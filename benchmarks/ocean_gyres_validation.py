@@ -108,24 +108,19 @@ def _curl_at_v(tau_x: np.ndarray, tau_y: np.ndarray, lat: np.ndarray, lat_v: np.
 
 
 def _annual_stress(folder: Path):
-    """The model's annual-mean stress on the u and v faces, from the run's own config."""
-    import jax
-    import jax.numpy as jnp
+    """The model's annual-mean stress on the u and v faces (scaled by its wind drag), built
+    from the run's own config.yaml exactly as the run built it."""
+    import yaml
 
-    from esm.app.build_ocean import gyre_forcing, ocean_mask
-    from esm.ocean import grid as og
+    from esm.app.build import build_model
+    from esm.ocean.dynamics import REFERENCE_WIND_DRAG
 
-    cfg = json.loads(json.dumps(__import__("yaml").safe_load((folder / "config.yaml").read_text())))
-    o = cfg["ocean"]
-    res = {"4deg": 4.0, "2deg": 2.0, "1deg": 1.0}[o["resolution"]]
-    mask, _ = ocean_mask(res, o["south"], o["north"], o["mask_depth"], o["relief"])
-    grid = og.spherical_grid(res, o["south"], o["north"], ocean=mask)
-    forcing, _, _ = gyre_forcing(grid, "float32")
-    scale = (o.get("wind_drag") or 1.3e-3) / 1.3e-3
-    fx = np.asarray(forcing.fields.wind_stress_x).mean(0) * scale
-    fy = np.asarray(forcing.fields.wind_stress_y).mean(0) * scale
-    del jax, jnp
-    return grid, fx, fy
+    setup = build_model(yaml.safe_load((folder / "config.yaml").read_text()))
+    eq = setup.stepper.equation
+    scale = float(setup.params["ocean"]["wind_drag"]) / REFERENCE_WIND_DRAG
+    fields = eq.forcing.fields
+    return (np.asarray(fields.wind_stress_x).mean(0) * scale,
+            np.asarray(fields.wind_stress_y).mean(0) * scale)
 
 
 def analyse(folder: str, no_restoring: str | None = None) -> dict:
@@ -147,7 +142,7 @@ def analyse(folder: str, no_restoring: str | None = None) -> dict:
     wet_v = ocean_pad[1:] & ocean_pad[:-1]  # v faces between two ocean cells
     dx_v = RADIUS * np.cos(np.deg2rad(lat_v)) * np.deg2rad(dlon)
     vh_late, vh_mid = _v_transport(late), _v_transport(mid)
-    grid, taux, tauy = _annual_stress(folder)
+    taux, tauy = _annual_stress(folder)
     curl = _curl_at_v(taux, tauy, lat, lat_v, dlon)
 
     def row_of(latitude):

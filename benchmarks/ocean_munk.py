@@ -16,33 +16,22 @@ import sys
 import time
 
 import jax
-import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 from esm.app.build import build_model  # noqa: E402
 from esm.app.cli import compose, resolved  # noqa: E402
-from esm.core import rollout  # noqa: E402
-from esm.ocean.cases import munk_diagnostics  # noqa: E402
+from esm.ocean.cases import munk_diagnostics, spun_up_mean  # noqa: E402
 
 
 def munk_run(viscosity: float, days: float, average: float) -> dict:
     plain, _ = resolved(compose(["experiment=munk_gyre", f"ocean.laplacian_viscosity={viscosity}"]))
     setup = build_model(plain)
-    st, dt = setup.stepper, setup.dt
-    spin = int(round((days - average) * 86400 / dt))
-    every = int(round(86400 / dt))  # daily samples of the average
-    n_avg = int(round(average))
-    observe = lambda c: (st.current(c).v[0], st.current(c).h[0])
-    run = jax.jit(lambda c, p: rollout.integrate(
-        st.step, rollout.advance(st.step, c, p, spin), p, every * n_avg, every, observe=observe))
     t0 = time.time()
-    _, (v, h) = run(st.init(setup.initial_state, setup.params), setup.params)
-    v, h = np.asarray(v), np.asarray(h)
+    v_mean, h_mean = spun_up_mean(setup.stepper, setup.initial_state, setup.params, setup.dt,
+                                  days, int(round(average)))
     wall = time.time() - t0
     o = plain["ocean"]
-    out = munk_diagnostics(setup.grid, v.mean(0), h.mean(0), viscosity, o["beta"], o["tau0"])
-    last = munk_diagnostics(setup.grid, v[-1], h[-1], viscosity, o["beta"], o["tau0"])
-    out["last_snapshot_first_zero_over_delta"] = last["first_zero_over_delta"]
+    out = munk_diagnostics(setup.grid, v_mean, h_mean, viscosity, o["beta"], o["tau0"])
     out.update(wall_seconds=wall, viscosity=viscosity, days=days, average_days=average)
     return out
 

@@ -279,15 +279,10 @@ def _munk(viscosity, days, average):
 
     plain, _ = resolved(compose(["experiment=munk_gyre", f"ocean.laplacian_viscosity={viscosity}"]))
     setup = build_model(plain)
-    st, dt = setup.stepper, setup.dt
-    spin, every = int(round((days - average) * 86400 / dt)), int(round(86400 / dt))
-    observe = lambda c: (st.current(c).v[0], st.current(c).h[0])
-    run = jax.jit(lambda c, p: rollout.integrate(
-        st.step, rollout.advance(st.step, c, p, spin), p, every * average, every, observe=observe))
-    _, (v, h) = run(st.init(setup.initial_state, setup.params), setup.params)
+    v, h = cases.spun_up_mean(setup.stepper, setup.initial_state, setup.params, setup.dt, days,
+                              average)
     o = plain["ocean"]
-    return cases.munk_diagnostics(setup.grid, np.asarray(v).mean(0), np.asarray(h).mean(0),
-                                  viscosity, o["beta"], o["tau0"])
+    return cases.munk_diagnostics(setup.grid, v, h, viscosity, o["beta"], o["tau0"])
 
 
 @pytest.mark.slow

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from esm.app.build import ConfigError, ModelSetup, _get
@@ -92,6 +94,11 @@ def _number(cfg, name, default, positive=True) -> float:
     if not np.isfinite(value) or (positive and value <= 0):
         raise ConfigError(f"ocean.{name}={value:g} must be a positive number")
     return value
+
+
+def _time_step(cfg, default_minutes: float) -> float:
+    """Seconds: ``ocean.dt_minutes``, else ``run.dt_minutes``, else the default."""
+    return 60.0 * _number(cfg, "dt_minutes", _get(cfg, "run.dt_minutes") or default_minutes)
 
 
 def resolution(cfg) -> tuple[str, float, float, float]:
@@ -181,9 +188,6 @@ def gyre_forcing(grid: ocean_grid.OceanGrid, dtype: str) -> tuple[Any, np.ndarra
     fields = dynamics.OceanForcing(wind_stress_x=taux, wind_stress_y=tauy, heat_flux=q,
                                    freshwater_flux=np.zeros((12, ny, nx)),
                                    restoring_temperature=sst)
-    import jax
-    import jax.numpy as jnp
-
     fields = jax.tree.map(lambda a: jnp.asarray(a, dtype), fields)
     report = {"heat_flux_imbalance_removed_W_m2": imbalance,
               "esbensen_kushnir_gap_fraction_of_points": gaps}
@@ -201,7 +205,7 @@ def build_ocean(cfg: Mapping) -> ModelSetup:
     report: dict[str, Any] = {}
     res_name = None
     if case_name == "munk_gyre":
-        dt = 60.0 * _number(cfg, "dt_minutes", _get(cfg, "run.dt_minutes") or 80.0 / 60.0)
+        dt = _time_step(cfg, 80.0 / 60.0)
         case = cases.munk_gyre(
             length=1e3 * _number(cfg, "length_km", 3000.0),
             spacing=1e3 * _number(cfg, "spacing_km", 20.0), f0=_number(cfg, "f0", 1e-4),
@@ -212,7 +216,7 @@ def build_ocean(cfg: Mapping) -> ModelSetup:
         res_name = f"box{_number(cfg, 'spacing_km', 20.0):g}km"
     elif case_name == "kelvin_wave":
         res_name, res, dt_default, _ = resolution(cfg)
-        dt = 60.0 * _number(cfg, "dt_minutes", _get(cfg, "run.dt_minutes") or dt_default)
+        dt = _time_step(cfg, dt_default)
         case = cases.kelvin_wave(
             resolution=res, south=_number(cfg, "south", -40.0, positive=False),
             north=_number(cfg, "north", 40.0, positive=False),
@@ -221,7 +225,7 @@ def build_ocean(cfg: Mapping) -> ModelSetup:
         overrides.setdefault("ocean.laplacian_viscosity", 0.0)
     else:
         res_name, res, dt_default, viscosity = resolution(cfg)
-        dt = 60.0 * _number(cfg, "dt_minutes", _get(cfg, "run.dt_minutes") or dt_default)
+        dt = _time_step(cfg, dt_default)
         south = _number(cfg, "south", -54.0, positive=False)
         north = _number(cfg, "north", 65.0, positive=False)
         if not -90.0 <= south < north <= 90.0:

@@ -187,6 +187,22 @@ class GridCoordinates:
     sigma: np.ndarray | None = None
     plev: np.ndarray | None = None
 
+    def dataset(self, fields: Mapping[str, np.ndarray], hours: np.ndarray,
+                attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
+        return snapshot_dataset(to_cmip(fields), hours, self.lat, self.lon, sigma=self.sigma,
+                                attrs=attrs, plev=self.plev)
+
+
+def _axis(standard_name: str, units: str, long_name: str, axis: str | None = None,
+          shift: float | None = None) -> dict[str, Any]:
+    """CF attributes of a horizontal coordinate (``c_grid_axis_shift`` for face axes)."""
+    attrs = {"standard_name": standard_name, "long_name": long_name, "units": units}
+    if axis:
+        attrs["axis"] = axis
+    if shift:
+        attrs["c_grid_axis_shift"] = shift
+    return attrs
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class OceanCoordinates:
@@ -218,35 +234,22 @@ class OceanCoordinates:
                    spherical=bool(grid.spherical))
 
     def _axes(self):
+        """{name: (values, attributes)} of the four horizontal axes and their names
+        (centre y, centre x, v-face y, u-face x)."""
         if self.spherical:
-            def lat(units_name, values, shift=None):
-                a = {"standard_name": "latitude", "long_name": units_name,
-                     "units": "degrees_north", "axis": "Y"}
-                if shift:
-                    a["c_grid_axis_shift"] = shift
-                return values, a
-
-            def lon(units_name, values, shift=None):
-                a = {"standard_name": "longitude", "long_name": units_name,
-                     "units": "degrees_east", "axis": "X"}
-                if shift:
-                    a["c_grid_axis_shift"] = shift
-                return values, a
-
-            return {"lat": lat("latitude of cell centres", self.lat),
-                    "lat_v": lat("latitude of v faces (south faces)", self.lat_v, -0.5),
-                    "lon": lon("longitude of cell centres", self.lon),
-                    "lon_u": lon("longitude of u faces (west faces)", self.lon_u, -0.5)}, \
-                ("lat", "lon", "lat_v", "lon_u")
-        box = {"y": (self.lat, {"standard_name": "projection_y_coordinate", "units": "m",
-                                "axis": "Y", "long_name": "y of cell centres"}),
-               "y_v": (self.lat_v, {"standard_name": "projection_y_coordinate", "units": "m",
-                                    "long_name": "y of v faces", "c_grid_axis_shift": -0.5}),
-               "x": (self.lon, {"standard_name": "projection_x_coordinate", "units": "m",
-                                "axis": "X", "long_name": "x of cell centres"}),
-               "x_u": (self.lon_u, {"standard_name": "projection_x_coordinate", "units": "m",
-                                    "long_name": "x of u faces", "c_grid_axis_shift": -0.5})}
-        return box, ("y", "x", "y_v", "x_u")
+            names = ("lat", "lon", "lat_v", "lon_u")
+            y = ("latitude", "degrees_north", "latitude")
+            x = ("longitude", "degrees_east", "longitude")
+        else:
+            names = ("y", "x", "y_v", "x_u")
+            y = ("projection_y_coordinate", "m", "y")
+            x = ("projection_x_coordinate", "m", "x")
+        return {names[0]: (self.lat, _axis(y[0], y[1], f"{y[2]} of cell centres", "Y")),
+                names[1]: (self.lon, _axis(x[0], x[1], f"{x[2]} of cell centres", "X")),
+                names[2]: (self.lat_v, _axis(y[0], y[1], f"{y[2]} of v faces (south faces)",
+                                             shift=-0.5)),
+                names[3]: (self.lon_u, _axis(x[0], x[1], f"{x[2]} of u faces (west faces)",
+                                             shift=-0.5))}, names
 
     def dataset(self, fields: Mapping[str, np.ndarray], hours: np.ndarray,
                 attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
@@ -265,11 +268,10 @@ class OceanCoordinates:
         masks = {"uo": self.wet_u, "vo": self.wet_v}
         data_vars = {}
         for name, values in to_cmip(fields).items():
-            values = np.array(values, dtype=np.asarray(values).dtype, copy=True)
             if name not in dims:
                 raise ValueError(f"ocean field {name!r} has no place on the C-grid")
-            wet = masks.get(name, self.ocean)
-            values = np.where(wet, values, np.nan).astype(values.dtype)
+            values = np.asarray(values)
+            values = np.where(masks.get(name, self.ocean), values, np.nan).astype(values.dtype)
             data_vars[name] = (dims[name], values, dict(ATTRIBUTES.get(name, {})))
         data_vars["sftof"] = ((y, x), 100.0 * self.ocean.astype(np.float32),
                               dict(ATTRIBUTES["sftof"]))
@@ -290,7 +292,7 @@ class NetCDFWriter:
     """
 
     def __init__(self, run_dir, fields: Callable[[Any, Any], Mapping[str, Any]], every: int,
-                 coordinates: GridCoordinates, dt: float, name: str = "output",
+                 coordinates: GridCoordinates | OceanCoordinates, dt: float, name: str = "output",
                  attrs: Mapping[str, Any] | None = None):
         if int(every) < 1:
             raise ValueError(f"output interval of {every} steps must be at least 1")
@@ -306,10 +308,7 @@ class NetCDFWriter:
     def dataset(self, steps: np.ndarray, fields: Mapping[str, np.ndarray]) -> xr.Dataset:
         c = self.coordinates
         hours = np.asarray(steps, dtype=np.float64) * self.dt / 3600.0
-        if hasattr(c, "dataset"):
-            return c.dataset({k: np.asarray(v) for k, v in fields.items()}, hours, self.attrs)
-        return snapshot_dataset(to_cmip({k: np.asarray(v) for k, v in fields.items()}), hours,
-                                c.lat, c.lon, sigma=c.sigma, attrs=self.attrs, plev=c.plev)
+        return c.dataset({k: np.asarray(v) for k, v in fields.items()}, hours, self.attrs)
 
     def parts(self) -> list[Path]:
         if not self.run_dir.is_dir():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -95,6 +96,26 @@ def ocean_gyres(grid: ocean_grid.OceanGrid, forcing: Any, reduced_gravity: tuple
                                       biharmonic=biharmonic,
                                       minimum_thickness=minimum_thickness, dtype=dtype)
     return OceanCase(eq, eq.rest_state(temperature=initial_temperature), description)
+
+
+def spun_up_mean(stepper, state, params, dt: float, days: float, average_days: int):
+    """Time means of the top layer's ``v`` and ``h`` over the last ``average_days`` (daily
+    samples) of a ``days``-long run from ``state``: Munk's steady state, with the basin's
+    ringing Rossby modes averaged out. Returns numpy ``(v, h)``."""
+    from esm.core import rollout
+
+    spin = int(round((days - average_days) * SECONDS_PER_DAY / dt))
+    every = int(round(SECONDS_PER_DAY / dt))
+
+    def observe(carry):
+        current = stepper.current(carry)
+        return current.v[0], current.h[0]
+
+    run = jax.jit(lambda c, p: rollout.integrate(
+        stepper.step, rollout.advance(stepper.step, c, p, spin), p, every * average_days,
+        every, observe=observe))
+    _, (v, h) = run(stepper.init(state, params), params)
+    return np.asarray(v).mean(0), np.asarray(h).mean(0)
 
 
 def munk_diagnostics(grid: ocean_grid.OceanGrid, v: np.ndarray, h: np.ndarray,

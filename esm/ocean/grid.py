@@ -84,12 +84,18 @@ def face_masks(ocean: np.ndarray, periodic: bool) -> tuple[np.ndarray, np.ndarra
     return u_open, v_open
 
 
-def _labels(mask: np.ndarray, periodic: bool) -> np.ndarray:
-    """Face-connected component labels of a boolean mask (0 outside), merged across the
-    date line when ``periodic``, renumbered 1..n."""
+def connected_ocean(ocean: np.ndarray, periodic: bool = True):
+    """The largest face-connected piece of ``ocean`` (bool ``(ny, nx)``), and the others.
+
+    Returns ``(mask, pieces)``: ``mask`` keeps only the largest piece (the world ocean);
+    ``pieces`` lists the detached ones as dicts with ``cells`` and the centre indices
+    ``(j, i)`` of one of their cells, largest first. Connectivity is through faces (4
+    neighbours), across the date line when ``periodic``.
+    """
     from scipy import ndimage
 
-    labels, count = ndimage.label(np.asarray(mask, dtype=bool))
+    ocean = np.asarray(ocean, dtype=bool)
+    labels, count = ndimage.label(ocean)
     if periodic and count > 1:  # merge labels that touch across the date line
         parent = np.arange(count + 1)
 
@@ -105,22 +111,6 @@ def _labels(mask: np.ndarray, periodic: bool) -> np.ndarray:
                 if ra != rb:
                     parent[max(ra, rb)] = min(ra, rb)
         labels = np.array([root(k) for k in range(count + 1)])[labels]
-    ids = np.unique(labels[labels > 0])
-    renumber = np.zeros(labels.max() + 1, dtype=int)
-    renumber[ids] = np.arange(1, ids.size + 1)
-    return renumber[labels]
-
-
-def connected_ocean(ocean: np.ndarray, periodic: bool = True):
-    """The largest face-connected piece of ``ocean`` (bool ``(ny, nx)``), and the others.
-
-    Returns ``(mask, pieces)``: ``mask`` keeps only the largest piece (the world ocean);
-    ``pieces`` lists the detached ones as dicts with ``cells`` and the centre indices
-    ``(j, i)`` of one of their cells, largest first. Connectivity is through faces (4
-    neighbours), across the date line when ``periodic``.
-    """
-    ocean = np.asarray(ocean, dtype=bool)
-    labels = _labels(ocean, periodic)
     ids, sizes = np.unique(labels[labels > 0], return_counts=True)
     if ids.size == 0:
         raise ValueError("the ocean mask has no ocean cell")
