@@ -8,6 +8,7 @@ simulated time and field in ``summary.json``), 1 anything else.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -89,12 +90,23 @@ def _check_group_overrides(overrides: list[str]) -> str | None:
     return None
 
 
-def compose(overrides: list[str], config_name: str = "config",
-            open_keys: tuple[str, ...] = ("physics.", "ocean.")):
+def user_keys(overrides: list[str]) -> list[str]:
+    """The config keys the command line sets (not config groups, not ``hydra.*``)."""
+    keys = []
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        key = key.lstrip("+~")
+        if sep and key not in GROUPS and not key.startswith("hydra."):
+            keys.append(key)
+    return keys
+
+
+def compose(overrides: list[str], config_name: str = "config", open_keys=None):
     """Compose the config with hydra; raises ``ConfigError`` with a one-line message.
 
-    Overrides of keys under ``open_keys`` (dicts whose entries are free names, like
-    ``physics.<scheme>.<name>``) may add new entries."""
+    Every override that is not a config group is applied with hydra's ``++`` (set or add),
+    so that misspelt and unknown keys reach ``schema.validate``, which names them (with a
+    "did you mean") instead of hydra's multi-line errors."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -104,17 +116,23 @@ def compose(overrides: list[str], config_name: str = "config",
     message = _check_group_overrides(overrides)
     if message:
         raise ConfigError(message)
-    # physics.<scheme>.<name>=VALUE and ocean.<name>=VALUE set declared parameters and
-    # settings (checked by build_model)
-    overrides = ["++" + o if o.startswith(open_keys) else o for o in overrides]
+    converted = []
+    for o in overrides:
+        key, sep, _ = o.partition("=")
+        if not sep:
+            raise ConfigError(f"{o!r} is not an override; write key=value (see --help)")
+        if key.startswith(("~", "+")) or key in GROUPS or key.startswith("hydra/"):
+            converted.append(o)
+        else:
+            converted.append("++" + o)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-            return hydra_compose(config_name=config_name, overrides=overrides,
+            return hydra_compose(config_name=config_name, overrides=converted,
                                  return_hydra_config=True)
     except Exception as e:  # hydra/omegaconf raise many types; all are bad input here
         text = " ".join(str(e).split())
-        raise ConfigError(f"{text} (see esm-run --help)") from None
+        raise ConfigError(f"{text} (see --help)") from None
     finally:
         GlobalHydra.instance().clear()
 
@@ -135,6 +153,31 @@ def resolved(cfg) -> tuple[dict, str]:
     return plain, run_dir
 
 
+def validated(argv: list[str], config_name: str = "config", schema=None) -> dict:
+    """Compose and validate: the checked config as a plain dict (ConfigError otherwise)."""
+    from esm.app import schema as schemas
+
+    plain, _ = resolved(compose(argv, config_name=config_name))
+    if schema is None and ("calibration" in plain or "observations" in plain):
+        from esm.app.build import ConfigError
+
+        name = (plain.get("experiment") or {}).get("name")
+        raise ConfigError(f"experiment={name} is a calibration preset; run it with "
+                          "esm-calibrate (esm-run experiments: "
+                          f"{', '.join(run_experiments())})")
+    return schemas.validate(plain, schema or schemas.RunSchema, user_keys(argv))
+
+
+def run_experiments() -> list[str]:
+    """Experiments of ``esm-run`` (calibration presets excluded)."""
+    out = []
+    for name in group_options("experiment"):
+        text = (config_dir() / "experiment" / f"{name}.yaml").read_text()
+        if "\ncalibration:" not in text and "\nobservations:" not in text:
+            out.append(name)
+    return out
+
+
 def _configure_jax(precision: str, compilation_cache=None) -> None:
     """float64 on or off; JAX's persistent compilation cache in ``compilation_cache`` (a
     folder; ``run.compilation_cache``), so a second run of the same model skips compiling."""
@@ -153,33 +196,84 @@ def _configure_jax(precision: str, compilation_cache=None) -> None:
         jax.config.update("jax_compilation_cache_dir", str(folder))
 
 
+def _cfg_flag(argv: list[str]) -> tuple[list[str], str | None]:
+    """``--cfg job`` (print the resolved config and exit) taken out of ``argv``."""
+    out, what = [], None
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--cfg", "-c"):
+            what = argv[i + 1] if i + 1 < len(argv) else "job"
+            i += 2
+            continue
+        if a.startswith("--cfg="):
+            what = a.split("=", 1)[1]
+        else:
+            out.append(a)
+        i += 1
+    return out, what
+
+
 def run_main(argv: list[str] | None = None) -> int:
     """Entry point of ``esm-run``; returns (and, as a script, exits with) the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
-        print(USAGE.format(experiments=" | ".join(group_options("experiment")),
+        print(USAGE.format(experiments=" | ".join(run_experiments()),
                            resolutions=" | ".join(group_options("resolution"))))
         return EXIT_OK
+    from omegaconf import OmegaConf
+
+    from esm.app import runs
     from esm.app.build import ConfigError
 
+    argv, show = _cfg_flag(argv)
     try:
-        cfg = compose(argv)
-        plain, run_dir = resolved(cfg)
-        precision = str(plain.get("precision", "float32"))
-        if precision not in ("float32", "float64"):
-            raise ConfigError(f"precision={precision!r}; choose precision=float32 or precision=float64")
-        _configure_jax(precision, (plain.get("run") or {}).get("compilation_cache"))
+        if show is not None and show != "job":
+            raise ConfigError(f"--cfg {show}: only --cfg job is supported")
+        values = validated(argv)
+        if show == "job":
+            print(OmegaConf.to_yaml(OmegaConf.create(values)), end="")
+            return EXIT_OK
+        run_dir = runs.explicit_run_dir(argv) or str(runs.default_run_dir(values))
+        runs.check_writable(run_dir)
+        _configure_jax(values["precision"], values["run"].get("compilation_cache"))
     except ConfigError as e:
         return _fail(str(e))
-    return _run(plain, run_dir)
+    if _SIGNALS:
+        return _interrupted_early()
+    return _run(values, run_dir)
+
+
+def _interrupted_early(prog: str = "esm-run") -> int:
+    signum = _SIGNALS[0] if _SIGNALS else 2
+    print(f"{prog}: interrupted before the run started; nothing was written", file=sys.stderr)
+    return 128 + signum
+
+
+def _no_space(run_path: Path, e: OSError) -> int:
+    import shutil
+
+    try:
+        free = shutil.disk_usage(run_path if run_path.exists() else run_path.parent).free
+        free_text = f"{free / 2**20:.0f} MiB free"
+    except OSError:
+        free_text = "free space unknown"
+    print(f"esm-run: error: no space left on the device of {run_path} ({free_text}); the "
+          "last complete part and restart file are intact: free space and re-run the same "
+          "command to continue", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def _run(plain: dict, run_dir: str) -> int:
+    import errno
+
     from omegaconf import OmegaConf
 
-    from esm.app.build import ConfigError, _positive, build_model
+    from esm.app import runs
+    from esm.app.build import ConfigError, build_model
     from esm.core import constants
     from esm.driver import files
+    from esm.driver import restart as restart_files
     from esm.driver.output import GridCoordinates, NetCDFWriter
     from esm.driver.restart import RESTART_NAME, RestartMismatch
     from esm.driver.simulation import (BlowUp, DriverError, HealthCheck, Interrupted,
@@ -188,23 +282,54 @@ def _run(plain: dict, run_dir: str) -> int:
     run_path = Path(run_dir)
     summary_path = run_path / "summary.json"
     t0 = time.perf_counter()
+    run = plain["run"]
+    out = plain["output"]
     try:
         setup = build_model(plain)
-        run = plain.get("run", {})
-        out = plain.get("output", {})
         identity = {"experiment": setup.experiment, "resolution": plain["resolution"]["name"],
                     "levels": str(plain.get("levels")) if setup.sigma is not None or setup.plev is not None else None,
                     "precision": plain.get("precision"), "stepper": run.get("stepper")}
         identity.update(setup.identity)
-        restart = run.get("restart")
-        if restart and not Path(str(restart)).exists():
-            raise ConfigError(f"run.restart={restart!r} does not exist; give a run directory "
-                              "or its restart.npz")
-        days = _positive(plain, "run.days")
-        every_hours = _positive(plain, "output.every_hours")
+        physics = plain.get("physics") or {}
+        if physics.get("schemes") is not None:
+            identity["schemes"] = ",".join(physics["schemes"])
+        days, every_hours = float(run["days"]), float(out["every_hours"])
         n_steps = whole_steps(days * constants.SECONDS_PER_DAY, setup.dt, f"run.days={days:g}")
         every = whole_steps(every_hours * constants.SECONDS_PER_HOUR, setup.dt,
                             f"output.every_hours={every_hours:g}")
+        restart = run.get("restart")
+        if restart:
+            file = restart_files.restart_path(restart)
+            if not file.exists():
+                raise ConfigError(f"run.restart={restart} holds no restart file "
+                                  f"({RESTART_NAME}); give a run directory that has completed "
+                                  "at least one output chunk, or its restart.npz")
+            restart_files.check_restart(file, setup.dt, identity)
+    except (ConfigError, DriverError, RestartMismatch) as e:
+        return _fail(str(e))
+    if _SIGNALS:
+        return _interrupted_early()
+    ident = runs.identity(plain)
+    try:
+        lock = runs.RunLock(run_path)
+        lock.__enter__()
+    except runs.Locked as e:
+        return _fail(str(e))
+    except OSError as e:
+        return _fail(f"hydra.run.dir={run_path} cannot be used ({e.strerror}); give a "
+                     "writable directory")
+    try:
+        old_config = run_path / "config.yaml"
+        if old_config.exists():
+            old = runs.identity(OmegaConf.to_container(OmegaConf.load(old_config)))
+            diff = runs.first_difference(old, ident)
+            if diff:
+                key, a, b = diff
+                return _fail(f"{run_path} holds a run with {key}={a} but this run has "
+                             f"{key}={b}; give another hydra.run.dir or the same {key}")
+        own = run_path / RESTART_NAME
+        if own.exists():
+            restart = str(own)
         grid = setup.grid
         coordinates = setup.coordinates or GridCoordinates(
             lat=np.rad2deg(grid.latitude), lon=np.rad2deg(grid.longitude), sigma=setup.sigma,
@@ -214,51 +339,93 @@ def _run(plain: dict, run_dir: str) -> int:
             attrs={"experiment": setup.experiment, "title": setup.description,
                    "resolution": identity["resolution"], "precision": identity["precision"],
                    "time_step_seconds": setup.dt})
-        callbacks = [HealthCheck(), RestartWriter(run_path / RESTART_NAME, identity)]
+        if restart:
+            done = int(restart_files.read_meta(restart_files.restart_path(restart))["step"])
+            if done >= n_steps and Path(restart).resolve() == own.resolve():
+                writer.start()
+                writer.resume(done)
+                writer.assemble()
+                summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+                if summary.get("status") != "ok":
+                    files.atomic_write_json(summary_path, {
+                        "status": "ok", "steps": done,
+                        "simulated_days": done * setup.dt / constants.SECONDS_PER_DAY,
+                        "error": None, "final_step": done, **setup.report})
+                print(f"esm-run: {run_path} is already complete ({done * setup.dt / 86400:g} "
+                      f"days, run.days={days:g}); nothing to do", file=sys.stderr)
+                return EXIT_OK
+        callbacks = [RestartWriter(run_path / RESTART_NAME, identity), HealthCheck()]
         if bool(run.get("progress", True)):
             callbacks.append(ProgressBar(setup.experiment))
+        inject = os.environ.get("DIFFESM_INJECT_NAN")  # test hook: STEP:FIELD
+        if inject:
+            step_text, _, field = inject.partition(":")
+            inject = (int(step_text), field or "")
         sim = Simulation(setup, n_steps, writers=[writer], callbacks=callbacks,
                          restart=str(restart) if restart else None, identity=identity,
-                         snapshots_per_chunk=int(out.get("snapshots_per_file", 24)))
+                         snapshots_per_chunk=int(out.get("snapshots_per_file", 24)),
+                         inject_nan=inject or None)
         run_path.mkdir(parents=True, exist_ok=True)
+        files.remove_temporary_files(run_path)
         files.atomic_write_text(run_path / "config.yaml",
                                 OmegaConf.to_yaml(OmegaConf.create(plain)))
-    except (ConfigError, DriverError) as e:
+    except (ConfigError, DriverError, RestartMismatch) as e:
+        lock.__exit__(None, None, None)
         return _fail(str(e))
+    except OSError as e:
+        lock.__exit__(None, None, None)
+        if e.errno == errno.ENOSPC:
+            return _no_space(run_path, e)
+        raise
 
-    def failed(error: str, steps=None, simulated_days=None, **extra) -> None:
+    def failed(status: str, error: str, steps=None, simulated_days=None, **extra) -> None:
         files.atomic_write_json(summary_path, {
-            "status": "error", "steps": steps, "simulated_days": simulated_days,
+            "status": status, "steps": steps, "simulated_days": simulated_days,
             "wall_seconds": time.perf_counter() - t0, "compile_seconds": sim.compile_seconds,
             "sim_days_per_second": None, "error": error, **extra})
 
     try:
         _ACTIVE.append(sim)
+        if _SIGNALS:
+            sim.request_stop()
         summary = sim.run()
+        summary.update(setup.report)
+        files.atomic_write_json(summary_path, summary)
     except (ConfigError, DriverError, RestartMismatch, FileNotFoundError) as e:
         return _fail(str(e))
     except Interrupted as e:
-        failed(f"{e}; continue with run.restart={run_path}", e.step, e.simulated_days)
-        print(f"esm-run: {e}; output so far is in {run_path}", file=sys.stderr)
-        return EXIT_ERROR
+        signum = _SIGNALS[0] if _SIGNALS else 2
+        failed("interrupted", f"{e}; re-run the same command to continue", sim.step,
+               sim.step * setup.dt / constants.SECONDS_PER_DAY, steps_this_run=e.steps_done,
+               signal=signum)
+        print(f"esm-run: {e}; re-run the same command to continue (run directory "
+              f"{run_path})", file=sys.stderr)
+        return 128 + signum
     except BlowUp as e:
-        failed(str(e), e.step, e.simulated_days,
+        failed("error", str(e), e.step, e.simulated_days,
                failure={"step": e.step, "simulated_days": e.simulated_days,
-                        "simulated_hours": e.simulated_days * 24.0, "fields": e.fields})
+                        "simulated_hours": e.simulated_days * 24.0, "fields": e.fields,
+                        "location": e.location, "restart_step": e.restart_step})
         print(f"esm-run: {e}", file=sys.stderr)
         return EXIT_BLOWUP
-    except KeyboardInterrupt:
-        failed(f"interrupted; continue with run.restart={run_path}")
-        print(f"esm-run: interrupted; output so far is in {run_path}", file=sys.stderr)
+    except KeyboardInterrupt:  # run_main called without the console's handlers
+        failed("interrupted", "interrupted; re-run the same command to continue", sim.step)
+        print(f"esm-run: interrupted at step {sim.step}; re-run the same command to continue",
+              file=sys.stderr)
+        return 130
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            return _no_space(run_path, e)
+        traceback.print_exc()
+        failed("error", f"{type(e).__name__}: {e}")
         return EXIT_ERROR
     except Exception as e:  # anything else: keep the traceback, record the failure
         traceback.print_exc()
-        failed(f"{type(e).__name__}: {e}")
+        failed("error", f"{type(e).__name__}: {e}")
         return EXIT_ERROR
     finally:
         _ACTIVE.clear()
-    summary.update(setup.report)
-    files.atomic_write_json(summary_path, summary)
+        lock.__exit__(None, None, None)
     print(f"esm-run: {summary['simulated_days']:g} days in {summary['wall_seconds']:.1f} s "
           f"({summary['sim_days_per_second']:.2f} simulated days/s, compile "
           f"{summary['compile_seconds']:.1f} s); output in {run_path}", file=sys.stderr)
@@ -272,8 +439,8 @@ def params_main(argv: list[str] | None = None) -> int:
     from esm.core.parameters import table
 
     try:
-        plain, _ = resolved(compose(argv))
-        _configure_jax(str(plain.get("precision", "float32")))
+        plain = validated(argv)
+        _configure_jax(plain["precision"])
         setup = build_model(plain)
     except ConfigError as e:
         return _fail(str(e), prog="esm-params")
@@ -291,20 +458,23 @@ def params_entry() -> None:  # pragma: no cover
 
 #: the simulation running in this process (for the signal handler)
 _ACTIVE: list = []
+#: signals received (the first decides the exit code, 128 + signum)
+_SIGNALS: list = []
 
 
 def _install_signal_handlers() -> None:
-    """SIGINT and SIGTERM during a simulation ask it to stop at the next chunk boundary
-    (output assembled, restart file written); before a simulation runs, or on a second
-    signal, they raise KeyboardInterrupt. Raising inside a running chunk or a netCDF write
-    could leave a lock held or a file half-written."""
+    """SIGINT and SIGTERM only set a flag (and ask a running simulation to stop at the next
+    chunk boundary, after its part and restart are written); a second signal exits at once
+    with ``os._exit``. Installed explicitly, so background jobs, which inherit SIGINT
+    ignored, are stopped too. The Python API installs none."""
     import signal
 
     def handler(signum, frame):
-        sim = _ACTIVE[-1] if _ACTIVE else None
-        if sim is None or sim.stop_requested:
-            raise KeyboardInterrupt
-        sim.request_stop()
+        if _SIGNALS:
+            os._exit(128 + signum)
+        _SIGNALS.append(signum)
+        for sim in _ACTIVE:
+            sim.request_stop()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:

@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from esm.driver import faults
+
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -38,10 +40,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     os.close(fd)
     tmp = Path(name)
     try:
+        faults.point("atomic.before_write", path.name)
         write(tmp)
+        faults.point("atomic.after_write", path.name)
         os.chmod(tmp, 0o644)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        faults.point("atomic.before_rename", path.name)
         os.replace(tmp, path)
     except BaseException:
         if tmp.exists():

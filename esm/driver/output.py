@@ -22,6 +22,7 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
+from esm.driver import faults
 from esm.driver.files import atomic_write, remove_temporary_files
 
 _GEOPOTENTIAL_HEIGHT = ("zg", {"standard_name": "geopotential_height",
@@ -192,6 +193,14 @@ class GridCoordinates:
         return snapshot_dataset(to_cmip(fields), hours, self.lat, self.lon, sigma=self.sigma,
                                 attrs=attrs, plev=self.plev)
 
+    def point(self, index: tuple) -> dict[str, float]:
+        """Coordinates of grid point ``index`` ((lat, lon) or (level, lat, lon)) of a field."""
+        out = {"lat": float(self.lat[index[-2]]), "lon": float(self.lon[index[-1]])}
+        if len(index) == 3:
+            levels, name = (self.plev, "plev") if self.plev is not None else (self.sigma, "sigma")
+            out[name] = float(levels[index[0]]) if levels is not None else int(index[0])
+        return out
+
 
 def _axis(standard_name: str, units: str, long_name: str, axis: str | None = None,
           shift: float | None = None) -> dict[str, Any]:
@@ -250,6 +259,16 @@ class OceanCoordinates:
                                              shift=-0.5)),
                 names[3]: (self.lon_u, _axis(x[0], x[1], f"{x[2]} of u faces (west faces)",
                                              shift=-0.5))}, names
+
+    def point(self, index: tuple) -> dict[str, float]:
+        """Coordinates of cell ``index`` ((y, x) or (layer, y, x)) of a field (the cell centre
+        for face fields too)."""
+        names = ("lat", "lon") if self.spherical else ("y", "x")
+        j, i = min(index[-2], len(self.lat) - 1), min(index[-1], len(self.lon) - 1)
+        out = {names[0]: float(self.lat[j]), names[1]: float(self.lon[i])}
+        if len(index) == 3:
+            out["lev"] = int(index[0]) + 1
+        return out
 
     def dataset(self, fields: Mapping[str, np.ndarray], hours: np.ndarray,
                 attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
@@ -315,10 +334,40 @@ class NetCDFWriter:
             return []
         return sorted(p for p in self.run_dir.iterdir() if self.pattern.match(p.name))
 
+    @property
+    def target(self) -> Path:
+        return self.run_dir / f"{self.name}.nc"
+
+    def steps_in(self, path: Path) -> np.ndarray:
+        """The step counters of the snapshots in an output file (from its time axis)."""
+        with netCDF4.Dataset(path, "r") as ds:
+            hours = np.asarray(ds.variables["time"][:], dtype=np.float64)
+        return np.rint(hours * 3600.0 / self.dt).astype(np.int64)
+
     def start(self) -> None:
         """Prepare the run directory (leftover temporary files of a killed write go)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_temporary_files(self.run_dir)
+
+    def discard(self) -> None:
+        """Start anew: remove this writer's parts and assembled file (a run that never
+        reached its first restart)."""
+        for part in self.parts():
+            part.unlink()
+        self.target.unlink(missing_ok=True)
+
+    def resume(self, step: int) -> None:
+        """Continue after ``step`` (the restart's step counter): parts holding snapshots
+        after it (written after the restart by a killed run) and parts already in the
+        assembled file (a run killed between assembling and removing them) go."""
+        done = int(self.steps_in(self.target).max()) if self.target.exists() else -1
+        if done > step:
+            raise ValueError(f"{self.target} holds snapshots after step {step} of the restart "
+                             "file; remove it or start in a new run directory")
+        for part in self.parts():
+            steps = self.steps_in(part)
+            if not len(steps) or steps.min() > step or steps.max() <= done:
+                part.unlink()
 
     def write(self, steps: np.ndarray, fields: Mapping[str, np.ndarray]) -> Path | None:
         """Write the snapshots taken at ``steps`` as the next part file."""
@@ -332,19 +381,22 @@ class NetCDFWriter:
                                                            unlimited_dims=["time"]))
 
     def assemble(self, keep_parts: bool = False) -> Path | None:
-        """Concatenate the parts along time into ``<name>.nc`` (atomically), part by part."""
+        """Concatenate the assembled file (when a run is extended) and the parts along time
+        into ``<name>.nc`` (atomically), one piece at a time; then remove the parts."""
         parts = self.parts()
-        target = self.run_dir / f"{self.name}.nc"
+        target = self.target
         if not parts:
             return target if target.exists() else None
+        pieces = ([target] if target.exists() else []) + parts
 
         def join(tmp: Path) -> None:
-            with xr.open_dataset(parts[0], decode_times=False) as first:
+            with xr.open_dataset(pieces[0], decode_times=False) as first:
                 first.load()
                 first.to_netcdf(tmp, encoding=_encoding(first), unlimited_dims=["time"])
             with netCDF4.Dataset(tmp, "a") as out:
-                for part in parts[1:]:
-                    with netCDF4.Dataset(part, "r") as src:
+                for piece in pieces[1:]:
+                    faults.point("output.mid_assembly", target.name)
+                    with netCDF4.Dataset(piece, "r") as src:
                         n0 = out.dimensions["time"].size
                         n1 = n0 + src.dimensions["time"].size
                         for vname, var in src.variables.items():

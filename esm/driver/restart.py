@@ -109,13 +109,11 @@ def write_restart(path, carry, step: int, dt: float, identity: Mapping[str, Any]
                             "dt_seconds": float(dt), "identity": dict(identity)})
 
 
-def read_restart(path, template, dt: float, identity: Mapping[str, Any]):
-    """``(carry, step)`` from a restart file, refused with ``RestartMismatch`` (naming the
-    difference) when it was written by another model or with another time step."""
-    file = restart_path(path)
-    if not file.exists():
-        raise FileNotFoundError(f"{path} holds no restart file ({RESTART_NAME}); give a run "
-                                "directory that has completed at least one output chunk")
+def check_restart(file, dt: float, identity: Mapping[str, Any]) -> dict:
+    """The restart file's metadata, or ``RestartMismatch`` naming the first identity key
+    (experiment, resolution, levels, precision, stepper, schemes) or the time step that
+    differs from this run's."""
+    file = Path(file)
     meta = read_meta(file)
     old_identity = meta.get("identity") or {}
     for key in sorted(set(old_identity) | set(identity)):
@@ -126,6 +124,17 @@ def read_restart(path, template, dt: float, identity: Mapping[str, Any]):
     if abs(float(meta.get("dt_seconds", dt)) - dt) > 1e-9 * dt:
         raise RestartMismatch(f"the restart file {file} used dt={meta['dt_seconds'] / 60:g} "
                               f"minutes but this run has {dt / 60:g}; a leapfrog restart needs "
-                              "the same time step")
+                              "the same time step (run.dt_minutes)")
+    return meta
+
+
+def read_restart(path, template, dt: float, identity: Mapping[str, Any]):
+    """``(carry, step)`` from a restart file, refused with ``RestartMismatch`` (naming the
+    difference) when it was written by another model or with another time step."""
+    file = restart_path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"{path} holds no restart file ({RESTART_NAME}); give a run "
+                                "directory that has completed at least one output chunk")
+    check_restart(file, dt, identity)
     carry, meta = load_tree(file, template, what="restart file")
     return carry, int(meta["step"])

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from esm.core import rollout
+from esm.driver import faults
 from esm.driver import restart as restart_files
 
 SECONDS_PER_DAY = 86400.0
@@ -39,20 +40,32 @@ class DriverError(ValueError):
 class Interrupted(RuntimeError):
     """The run stopped at a chunk boundary because a stop was requested (SIGINT/SIGTERM)."""
 
-    def __init__(self, step: int, simulated_days: float):
-        self.step, self.simulated_days = step, simulated_days
+    def __init__(self, step: int, simulated_days: float, steps_done: int = 0):
+        self.step, self.simulated_days, self.steps_done = step, simulated_days, steps_done
         super().__init__(f"interrupted at step {step} (simulated time {simulated_days:.4f} days)")
 
 
 class BlowUp(RuntimeError):
-    """The state became non-finite."""
+    """The state became non-finite at ``step``; the run stopped with the state of the step
+    before (the last finite one) in hand."""
 
     def __init__(self, step: int, simulated_days: float, fields: list[str],
-                 hint: str = "reduce run.dt_minutes or increase the hyperdiffusion"):
+                 hint: str = "reduce run.dt_minutes or increase the hyperdiffusion",
+                 location: dict | None = None, restart_step: int | None = None):
         self.step, self.simulated_days, self.fields = step, simulated_days, fields
+        self.location = dict(location or {})
+        self.restart_step = restart_step
+        where = ""
+        if self.location:
+            output = self.location.get("output_field")
+            coords = ", ".join(f"{k} {v:g}" for k, v in self.location.items()
+                               if k != "output_field")
+            where = f", first non-finite {output} at {coords}"
+        kept = (f"; the restart file holds step {restart_step}"
+                if restart_step is not None else "")
         super().__init__(
             f"numerical blow-up: non-finite {', '.join(fields)} at step {step} "
-            f"(simulated time {simulated_days:.4f} days); {hint}")
+            f"(simulated time {simulated_days:.4f} days){where}{kept}; {hint}")
 
 
 def whole_steps(seconds: float, dt: float, what: str,
@@ -117,26 +130,32 @@ class Callback:
 
 
 class HealthCheck(Callback):
-    """Stops the run with ``BlowUp`` (step, simulated time, fields) on a non-finite state."""
+    """Stops the run with ``BlowUp`` on a non-finite state: the step, simulated time, the
+    state fields, and the first non-finite point of the output fields (latitude,
+    longitude, level) one step past the frozen, last finite state. Put it after
+    ``RestartWriter``: the carry is frozen at the last finite step, so the restart file
+    holds that state."""
 
     def __call__(self, sim, result):
         if not result.healthy:
             hint = getattr(sim.model, "blowup_hint", None)
             raise BlowUp(result.bad_step, result.bad_step * sim.dt / SECONDS_PER_DAY,
-                         result.bad_fields, *([hint] if hint else []))
+                         result.bad_fields, *([hint] if hint else []),
+                         location=sim.locate_blowup(result.carry, result.step),
+                         restart_step=result.step)
 
 
 class RestartWriter(Callback):
-    """Refreshes the restart file (keyed by pytree path) after every healthy chunk."""
+    """Refreshes the restart file (keyed by pytree path) after every chunk: the carry is
+    finite (the guarded scan freezes it at the last finite step)."""
 
     def __init__(self, path, identity: dict | None = None):
         self.path = Path(path)
         self.identity = dict(identity or {})
 
     def __call__(self, sim, result):
-        if result.healthy:
-            restart_files.write_restart(self.path, jax.device_get(result.carry), result.step,
-                                        sim.dt, self.identity)
+        restart_files.write_restart(self.path, jax.device_get(result.carry), result.step,
+                                    sim.dt, self.identity)
 
 
 class ProgressBar(Callback):
@@ -149,7 +168,7 @@ class ProgressBar(Callback):
     def start(self, sim):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=sim.n_steps, unit="step", leave=False,
+        self.bar = tqdm(total=sim.end_step - sim.start_step, unit="step", leave=False,
                         desc=self.description, dynamic_ncols=True)
 
     def __call__(self, sim, result):
@@ -181,27 +200,32 @@ def state_field_names(state) -> list[str]:
 
 
 class Simulation:
-    """Runs ``model`` for ``n_steps`` steps, writing through ``writers``, calling ``callbacks``.
+    """Runs ``model`` to step ``n_steps``, writing through ``writers``, calling ``callbacks``.
 
     Args:
       model: stepper, params, initial_state and dt (s).
-      n_steps: steps to run (a restarted run continues from the file's step counter for
-        ``n_steps`` more).
+      n_steps: the run's total length in steps; a restarted run continues from the file's
+        step counter up to ``n_steps`` (``run.days`` is the total length).
       writers: output writers; each writes ``fields(state, step)`` every ``writer.every`` steps,
         at step 0 when not restarting, and at the last step if that is off its schedule.
-      callbacks: called after each chunk in order (put ``HealthCheck`` first, so that a
-        restart file is never written from a non-finite state).
+      callbacks: called after each chunk in order (``RestartWriter`` before ``HealthCheck``:
+        the frozen carry is the last finite state).
       restart: a restart file or run directory to continue from, or None.
       identity: the model identity a restart file must match (experiment, resolution, ...).
       snapshots_per_chunk: snapshots (at the writers' common interval) per compiled chunk.
+      inject_nan: test hook ``(step, path)``: the carry leaves whose pytree path contains
+        ``path`` become NaN at that step.
 
-    ``request_stop()`` (e.g. from a signal handler) ends the run at the next chunk boundary
-    with ``Interrupted``, after that chunk's output and restart file are written.
+    ``request_stop()`` (e.g. from a signal handler) ends the run with ``Interrupted`` before
+    the first chunk or at the next chunk boundary, after that chunk's output and restart
+    file are written. The output is assembled when the run completes or blows up, never
+    when it is interrupted (the parts stay, readable with ``xr.open_mfdataset``).
     """
 
     def __init__(self, model: Model, n_steps: int, writers: Sequence[Writer] = (),
                  callbacks: Sequence[Callback] = (), restart: str | None = None,
-                 identity: dict | None = None, snapshots_per_chunk: int = 24):
+                 identity: dict | None = None, snapshots_per_chunk: int = 24,
+                 inject_nan: tuple[int, str] | None = None):
         self.model = model
         self.dt = float(model.dt)
         self.n_steps = int(n_steps)
@@ -214,6 +238,7 @@ class Simulation:
         self.snapshots_per_chunk = max(1, int(snapshots_per_chunk))
         self.interval = math.gcd(*[w.every for w in self.writers]) if self.writers else self.n_steps
         self.field_names = state_field_names(model.initial_state)
+        self.inject_nan = inject_nan
         self._compiled: dict[tuple[int, int], Callable] = {}
         self.compile_seconds = 0.0
         self.start_step = 0
@@ -227,13 +252,30 @@ class Simulation:
         self.stop_requested = True
 
     # ------------------------------------------------------------------ jitted pieces
+    def _inject(self, carry, step):
+        at, name = self.inject_nan
+
+        def poison(path, x):
+            if name in jax.tree_util.keystr(path) and jnp.issubdtype(x.dtype, jnp.inexact):
+                return jnp.where(step == at, x.at[(0,) * x.ndim].set(jnp.nan), x)
+            return x
+        return jax.tree_util.tree_map_with_path(poison, carry)
+
     def _guarded_step(self, g: _Guarded, params) -> _Guarded:
+        """One step; a non-finite result is recorded (first bad step and fields) and the
+        carry and step counter stay frozen at the last finite step from then on."""
         stepper = self.model.stepper
         carry = stepper.step(g.carry, params)
+        if self.inject_nan is not None:
+            carry = self._inject(carry, g.step + 1)
         leaves = jax.tree.leaves(stepper.current(carry))
         finite = jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])
-        newly = (g.bad_step < 0) & ~jnp.all(finite)
-        return _Guarded(carry, g.step + 1, jnp.where(newly, g.step + 1, g.bad_step),
+        healthy = g.bad_step < 0
+        ok = healthy & jnp.all(finite)
+        newly = healthy & ~jnp.all(finite)
+        carry = jax.tree.map(lambda new, old: jnp.where(ok, new, old), carry, g.carry)
+        return _Guarded(carry, jnp.where(ok, g.step + 1, g.step),
+                        jnp.where(newly, g.step + 1, g.bad_step),
                         jnp.where(newly, ~finite, g.bad_fields))
 
     def _observe(self, g: _Guarded):
@@ -258,10 +300,46 @@ class Simulation:
         m = self.model
         return jax.eval_shape(lambda x, p: m.stepper.init(x, p), m.initial_state, m.params)
 
-    def _plan(self) -> list[tuple[int, int]]:
-        """Chunks (save_every, n_saves) of the run."""
-        n_saves, leftover = divmod(self.n_steps, self.interval)
+    def locate_blowup(self, carry, step: int) -> dict:
+        """Where the state first goes non-finite: one step from the last finite ``carry``
+        (at ``step``), the writers' output fields are searched for their first non-finite
+        value, reported with its coordinates (``coordinates.point``)."""
+        stepper = self.model.stepper
+        params = self.model.params
+
+        def bad_fields(c):
+            nxt = stepper.step(c, params)
+            if self.inject_nan is not None:
+                nxt = self._inject(nxt, jnp.asarray(step + 1))
+            state = stepper.current(nxt)
+            return tuple(w.fields(state, jnp.asarray(step + 1, jnp.int32)) for w in self.writers)
+
+        try:
+            outputs = jax.device_get(jax.jit(bad_fields)(carry))
+        except Exception:  # the location is a courtesy; never hide the blow-up itself
+            return {}
+        for writer, fields in zip(self.writers, outputs):
+            for name, values in fields.items():
+                values = np.asarray(values)
+                bad = ~np.isfinite(values)
+                if bad.any():
+                    index = np.unravel_index(int(np.argmax(bad)), values.shape)
+                    where = {"output_field": name}
+                    point = getattr(getattr(writer, "coordinates", None), "point", None)
+                    if point is not None:
+                        where.update(point(tuple(int(i) for i in index)))
+                    return where
+        return {}
+
+    def _plan(self, start: int) -> list[tuple[int, int]]:
+        """Chunks (save_every, n_saves) from ``start`` to the end."""
         plan = []
+        offset = start % self.interval
+        if offset and start + self.interval - offset <= self.end_step:
+            # a run extended from an off-schedule end: back onto the schedule first
+            plan.append((self.interval - offset, 1))
+            start += self.interval - offset
+        n_saves, leftover = divmod(self.end_step - start, self.interval)
         while n_saves:
             k = min(self.snapshots_per_chunk, n_saves)
             plan.append((self.interval, k))
@@ -272,14 +350,18 @@ class Simulation:
 
     def _write(self, steps: np.ndarray, outputs, keep: np.ndarray | None = None) -> None:
         for writer, fields in zip(self.writers, outputs):
-            sel = ((steps - self.start_step) % writer.every == 0) | (steps == self.end_step)
+            sel = (steps % writer.every == 0) | (steps == self.end_step)
             if keep is not None:
                 sel &= keep
             writer.write(steps[sel], {k: np.asarray(v)[sel] for k, v in fields.items()})
 
+    def _interrupted(self, start: int) -> Interrupted:
+        return Interrupted(self.step, self.step * self.dt / SECONDS_PER_DAY, self.step - start)
+
     # ----------------------------------------------------------------------- running
     def run(self) -> dict:
-        """Run; returns the summary dict. Raises BlowUp (after writing what it has)."""
+        """Run; returns the summary dict. Raises BlowUp (after writing what it has, the
+        restart file holding the last finite state) or Interrupted."""
         m = self.model
         wall0 = time.perf_counter()
         for writer in self.writers:
@@ -287,47 +369,75 @@ class Simulation:
         if self.restart:
             carry, start = restart_files.read_restart(self.restart, self.carry_template(),
                                                       self.dt, self.identity)
+            if start >= self.n_steps:
+                raise DriverError(f"the restart file is at step {start}, not before the "
+                                  f"run's last step {self.n_steps}; give a longer run.days")
+            for writer in self.writers:
+                if hasattr(writer, "resume"):
+                    writer.resume(start)
         else:
+            for writer in self.writers:
+                if hasattr(writer, "discard"):
+                    writer.discard()
             carry = jax.jit(lambda x, p: m.stepper.init(x, p))(m.initial_state, m.params)
             start = 0
-            initial = jax.jit(lambda x: tuple(w.fields(x, jnp.asarray(0, jnp.int32))
-                                              for w in self.writers))(m.initial_state)
-            self._write(np.array([0]), [{k: np.asarray(v)[None] for k, v in f.items()}
-                                        for f in initial])
         self.start_step = self.step = start
-        self.end_step = start + self.n_steps
+        self.end_step = self.n_steps
         g = _Guarded(carry, jnp.asarray(start, jnp.int32), jnp.asarray(-1, jnp.int32),
                      jnp.zeros((len(self.field_names),), bool))
         for cb in self.callbacks:
             cb.start(self)
         run_seconds = 0.0
+        completed = False
+        blew_up = False
         try:
-            for save_every, n_saves in self._plan():
+            plan = self._plan(start)
+            for save_every, n_saves in dict.fromkeys(plan):  # compile before writing
+                self._compiled_chunk(save_every, n_saves, g, m.params)
+            if self.stop_requested:
+                raise self._interrupted(start)
+            if not self.restart:
+                initial = jax.jit(lambda x: tuple(w.fields(x, jnp.asarray(0, jnp.int32))
+                                                  for w in self.writers))(m.initial_state)
+                self._write(np.array([0]), [{k: np.asarray(v)[None] for k, v in f.items()}
+                                            for f in initial])
+            for save_every, n_saves in plan:
                 fn = self._compiled_chunk(save_every, n_saves, g, m.params)
                 t0 = time.perf_counter()
                 g, (steps, outputs) = fn(g, m.params)
                 steps = np.asarray(steps)
                 outputs = jax.device_get(outputs)
                 run_seconds += time.perf_counter() - t0
+                faults.point("driver.mid_chunk", str(int(steps[-1])))
                 bad_step = int(g.bad_step)
-                self._write(steps, outputs, keep=steps < bad_step if bad_step >= 0 else None)
+                # frozen steps repeat: keep each step once, after the previous chunk's end
+                fresh = steps > self.step
+                fresh[1:] &= steps[1:] > steps[:-1]
+                if bad_step >= 0:
+                    fresh &= steps < bad_step
+                self._write(steps, outputs, keep=fresh)
                 self.step = int(g.step)
                 bad = [n for n, b in zip(self.field_names, np.asarray(g.bad_fields)) if b]
                 result = ChunkResult(step=self.step, steps_done=self.step - start, carry=g.carry,
                                      bad_step=bad_step, bad_fields=bad, run_seconds=run_seconds)
+                blew_up = bad_step >= 0
                 for cb in self.callbacks:
                     cb(self, result)
-                if self.stop_requested:
-                    raise Interrupted(self.step, self.step * self.dt / SECONDS_PER_DAY)
+                if self.stop_requested and self.step < self.end_step:
+                    raise self._interrupted(start)
+            completed = True
         finally:
             for cb in self.callbacks:
                 cb.finish(self)
-            for writer in self.writers:
-                writer.assemble()
+            if completed or blew_up:
+                for writer in self.writers:
+                    writer.assemble()
         wall = time.perf_counter() - wall0
-        days = self.n_steps * self.dt / SECONDS_PER_DAY
+        steps_run = self.end_step - start
+        days = steps_run * self.dt / SECONDS_PER_DAY
         return {
-            "status": "ok", "steps": self.n_steps, "simulated_days": days,
+            "status": "ok", "steps": self.end_step, "steps_this_run": steps_run,
+            "simulated_days": self.end_step * self.dt / SECONDS_PER_DAY,
             "wall_seconds": wall, "compile_seconds": self.compile_seconds,
             "sim_days_per_second": days / max(run_seconds, 1e-9),
             "error": None, "final_step": self.step,
