@@ -17,13 +17,12 @@ import traceback
 from pathlib import Path
 
 from esm.app.cli import (EXIT_BAD_INPUT, EXIT_BLOWUP, EXIT_ERROR, EXIT_OK, _configure_jax,
-                         compose, resolved)
+                         validated)
+from esm.app.runs import check_writable
+from esm.app.schema import CalibrateSchema
 
 PROG = "esm-calibrate"
 _INTERRUPTED = False
-OPEN_KEYS = ("physics.", "twin.truth.", "calibration.initial.", "calibration.prior_width.",
-             "calibration.search_range.")
-
 USAGE = """\
 usage: esm-calibrate [OVERRIDE ...]
 
@@ -59,9 +58,10 @@ def _fail(message: str) -> int:
 def run_dir_for(plain: dict, argv: list[str]) -> str:
     from calibration.job import config_hash
 
-    for a in argv:
-        if a.split("=", 1)[0].lstrip("+") == "hydra.run.dir":
-            return a.split("=", 1)[1]
+    from esm.app.runs import explicit_run_dir
+
+    if explicit_run_dir(argv):
+        return explicit_run_dir(argv)
     custom = (plain.get("calibration") or {}).get("run_dir")
     if custom:
         return str(custom)
@@ -78,13 +78,10 @@ def calibrate_main(argv: list[str] | None = None) -> int:
     from esm.app.build import ConfigError
 
     try:
-        cfg = compose(argv, config_name="calibrate", open_keys=OPEN_KEYS)
-        plain, _ = resolved(cfg)
-        precision = str(plain.get("precision", "float32"))
-        if precision not in ("float32", "float64"):
-            raise ConfigError(f"precision={precision!r}; choose precision=float32 or precision=float64")
-        _configure_jax(precision, (plain.get("run") or {}).get("compilation_cache"))
+        plain = validated(argv, config_name="calibrate", schema=CalibrateSchema)
+        _configure_jax(plain["precision"], plain["run"].get("compilation_cache"))
         run_dir = run_dir_for(plain, argv)
+        check_writable(run_dir)
     except ConfigError as e:
         return _fail(str(e))
     from calibration.job import CalibrationJob

@@ -10,7 +10,6 @@ uninterrupted run. At the end it writes the outputs (``calibration.outputs``):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -24,6 +23,8 @@ import numpy as np
 from calibration import checkpoints, outputs
 from calibration.assembly import build_problem
 from calibration.optimizers import METHODS, laplace_posterior, make_method
+from esm.app import runs
+from esm.driver import faults
 from esm.app.build import ConfigError
 from esm.driver.files import atomic_write_json, atomic_write_text, remove_temporary_files
 
@@ -32,38 +33,13 @@ RESUMABLE_CHANGES = ("calibration.max_iterations", "run.progress")
 
 
 # ----------------------------------------------------------------------------- config
-def _drop(cfg: Mapping, dotted: str) -> dict:
-    out = json.loads(json.dumps(cfg))
-    node = out
-    keys = dotted.split(".")
-    for k in keys[:-1]:
-        node = node.get(k, {}) if isinstance(node, dict) else {}
-    if isinstance(node, dict):
-        node.pop(keys[-1], None)
-    return out
-
-
 def config_identity(cfg: Mapping) -> dict:
     """The config without the keys that may change on resume."""
-    out = dict(cfg)
-    for key in RESUMABLE_CHANGES + ("calibration.run_dir",):
-        out = _drop(out, key)
-    return out
+    return runs.identity(cfg, RESUMABLE_CHANGES + ("calibration.run_dir",))
 
 
 def config_hash(cfg: Mapping) -> str:
-    text = json.dumps(config_identity(cfg), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-def _first_difference(a, b, prefix="") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            d = _first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
-            if d:
-                return d
-        return None
-    return None if a == b else f"{prefix[:-1]}: {a!r} -> {b!r}"
+    return runs.config_hash(config_identity(cfg))
 
 
 class CalibrationJob:
@@ -97,17 +73,20 @@ class CalibrationJob:
         resume = (self.run_dir / "checkpoints" / "state.npz").exists()
         if resume and cfg_path.exists():
             old = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True)
-            diff = _first_difference(config_identity(old), config_identity(self.cfg))
+            diff = runs.first_difference(config_identity(old), config_identity(self.cfg))
             if diff:
+                key, a, b = diff
                 raise ConfigError(
-                    f"run directory {self.run_dir} holds a calibration with another config "
-                    f"({diff}); only calibration.max_iterations may change on resume: use the "
+                    f"run directory {self.run_dir} holds a calibration with {key}={a} but this "
+                    f"one has {key}={b}; only calibration.max_iterations may change on resume: use the "
                     "same overrides or another hydra.run.dir")
+        return resume
+
+    def _make_run_dir(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "checkpoints").mkdir(exist_ok=True)
         remove_temporary_files(self.run_dir)
         remove_temporary_files(self.run_dir / "checkpoints")
-        return resume
 
     def _write_config(self) -> None:
         from omegaconf import OmegaConf
@@ -118,7 +97,8 @@ class CalibrationJob:
     def run(self) -> dict:
         resume = self._check_run_dir()
         t_start = time.perf_counter()
-        built = build_problem(self.cfg)
+        built = build_problem(self.cfg)  # bad input is refused before anything is written
+        self._make_run_dir()
         self._write_config()
         problem, free = built.problem, built.problem.free
         try:
@@ -175,6 +155,7 @@ class CalibrationJob:
             stop_reason = self._stop(state, last_loss, new_loss, z_old, z_new)
             last_loss = new_loss
             checkpoints.write_history(hist_path, rows, names)
+            faults.point("calibration.mid_checkpoint", str(iteration))
             checkpoints.save_state(ckpt, state, iteration, {"wall_seconds": wall, "stop_reason": stop_reason})
             if bar is not None:
                 bar.update(1)

@@ -12,19 +12,48 @@ The public API of the numerics, re-exported from the component packages:
 Importing ``esm`` loads only the numerics (no hydra, xarray or netCDF).
 """
 
-from esm.atmosphere import cases
-from esm.atmosphere.column import (AbstractParametrization, ColumnState, ColumnTendencies)
-from esm.atmosphere.primitive_equations import (PrimitiveEquations,
-                                                PrimitiveEquationsDiagnostics,
-                                                PrimitiveEquationsState)
-from esm.atmosphere.shallow_water import (ShallowWaterDiagnostics, ShallowWaterEquations,
-                                          ShallowWaterState)
-from esm.atmosphere.sigma_coordinates import SigmaCoordinates
-from esm.core.parameters import Parameter, default_values
-from esm.core.rollout import CHECKPOINT_POLICIES, advance, integrate
-from esm.core.spherical_harmonics import RESOLUTIONS, SphericalHarmonicGrid
-from esm.core.time_integration import (ARS_443, IMEX_SIL3, STEPPERS, AbstractStepper, Filtered,
-                                       ImExRungeKutta, SemiImplicitLeapfrog, make_stepper)
+import importlib
+
+# public name -> module holding it, imported on first use (PEP 562), so that importing the
+# command-line entry points (and their signal handlers) does not wait for JAX
+_EXPORTS = {
+    "cases": "esm.atmosphere",
+    "AbstractParametrization": "esm.atmosphere.column", "ColumnState": "esm.atmosphere.column",
+    "ColumnTendencies": "esm.atmosphere.column",
+    "PrimitiveEquations": "esm.atmosphere.primitive_equations",
+    "PrimitiveEquationsDiagnostics": "esm.atmosphere.primitive_equations",
+    "PrimitiveEquationsState": "esm.atmosphere.primitive_equations",
+    "ShallowWaterDiagnostics": "esm.atmosphere.shallow_water",
+    "ShallowWaterEquations": "esm.atmosphere.shallow_water",
+    "ShallowWaterState": "esm.atmosphere.shallow_water",
+    "SigmaCoordinates": "esm.atmosphere.sigma_coordinates",
+    "Parameter": "esm.core.parameters", "default_values": "esm.core.parameters",
+    "CHECKPOINT_POLICIES": "esm.core.rollout", "advance": "esm.core.rollout",
+    "integrate": "esm.core.rollout",
+    "RESOLUTIONS": "esm.core.spherical_harmonics",
+    "SphericalHarmonicGrid": "esm.core.spherical_harmonics",
+    "ARS_443": "esm.core.time_integration", "IMEX_SIL3": "esm.core.time_integration",
+    "STEPPERS": "esm.core.time_integration", "AbstractStepper": "esm.core.time_integration",
+    "Filtered": "esm.core.time_integration", "ImExRungeKutta": "esm.core.time_integration",
+    "SemiImplicitLeapfrog": "esm.core.time_integration",
+    "make_stepper": "esm.core.time_integration",
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(_EXPORTS[name])
+        value = getattr(module, name, None)
+        if value is None:  # a submodule (``esm.cases``)
+            value = importlib.import_module(f"{_EXPORTS[name]}.{name}")
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'esm' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))
+
 
 __version__ = "0.1.0"
 

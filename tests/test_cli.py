@@ -124,7 +124,7 @@ def test_restart_reproduces_uninterrupted_run(tmp_path):
     a, b, c = tmp_path / "two", tmp_path / "one", tmp_path / "next"
     assert esm_run(common + ["run.days=2", f"hydra.run.dir={a}"], cwd=tmp_path).returncode == 0
     assert esm_run(common + ["run.days=1", f"hydra.run.dir={b}"], cwd=tmp_path).returncode == 0
-    r = esm_run(common + ["run.days=1", f"run.restart={b}", f"hydra.run.dir={c}"], cwd=tmp_path)
+    r = esm_run(common + ["run.days=2", f"run.restart={b}", f"hydra.run.dir={c}"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     full, resumed = _final_state(a), _final_state(c)
     assert len(full) == len(resumed) == 8  # two leapfrog levels x three fields, started flag, step counter
@@ -158,7 +158,7 @@ def test_held_suarez_restart_with_tracer_is_bitwise(tmp_path, held_suarez_one_da
     a, c = tmp_path / "two", tmp_path / "next"
     r = esm_run(HS_TRACER + ["run.days=2", f"hydra.run.dir={a}"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    r = esm_run(HS_TRACER + ["run.days=1", f"run.restart={held_suarez_one_day}",
+    r = esm_run(HS_TRACER + ["run.days=2", f"run.restart={held_suarez_one_day}",
                              f"hydra.run.dir={c}"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     with np.load(a / "restart.npz") as fa, np.load(c / "restart.npz") as fc:
@@ -186,43 +186,11 @@ def test_restart_from_another_model_exits_2_naming_the_key(tmp_path, held_suarez
     args = [a for a in HS_TRACER if not a.startswith(override.split("=")[0] + "=")]
     if key == "experiment":
         args = [a for a in args if not a.startswith("experiment.")]
-    r = esm_run(args + [override, "run.days=1", f"run.restart={held_suarez_one_day}",
+    r = esm_run(args + [override, "run.days=2", f"run.restart={held_suarez_one_day}",
                         f"hydra.run.dir={tmp_path}/c"], cwd=tmp_path)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert f"has {key}=" in lines[0] and f"use the same {key}" in lines[0], lines[0]
-
-
-def test_sigterm_assembles_output_and_keeps_the_restart(tmp_path):
-    """esm-run's console entry turns SIGTERM into a clean stop: exit 1, summary.json says
-    interrupted, output.nc holds the chunks written so far, restart.npz is readable."""
-    d = tmp_path / "term"
-    code = "from esm.app.cli import console_entry; console_entry()"
-    proc = subprocess.Popen([sys.executable, "-c", code, "experiment=williamson6",
-                             "resolution=t21", "run.days=400", "output.every_hours=6",
-                             "output.snapshots_per_file=4", "run.progress=false",
-                             f"hydra.run.dir={d}"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and not (d / "output.part00002.nc").exists():
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.2)
-        assert (d / "output.part00002.nc").exists(), "no chunk written in time"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, err
-    assert "Traceback" not in err and "interrupted" in err
-    summary = json.loads((d / "summary.json").read_text())
-    assert summary["status"] == "error" and "interrupted" in summary["error"]
-    with xr.open_dataset(d / "output.nc") as ds:
-        assert ds.sizes["time"] >= 1 + 2 * 4 and np.all(np.isfinite(ds.zg.values))
-    assert not list(d.glob("output.part*")) and not list(d.glob(".*.tmp"))
-    with np.load(d / "restart.npz") as f:
-        assert json.loads(bytes(f["__meta__"]).decode())["step"] == summary["steps"] >= 2 * 4 * 18
 
 
 def test_runs_from_an_editable_install(tmp_path):

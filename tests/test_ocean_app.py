@@ -31,7 +31,7 @@ def gyres_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("gyres")
     straight = esm(GYRES_4DEG + ["run.days=30", f"hydra.run.dir={root / 'a'}"], root)
     first = esm(GYRES_4DEG + ["run.days=20", f"hydra.run.dir={root / 'b'}"], root)
-    second = esm(GYRES_4DEG + ["run.days=10", f"run.restart={root / 'b'}",
+    second = esm(GYRES_4DEG + ["run.days=30", f"run.restart={root / 'b'}",
                                f"hydra.run.dir={root / 'c'}"], root)
     return root, straight, first, second
 

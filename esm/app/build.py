@@ -139,7 +139,7 @@ def _parameter_overrides(cfg: Mapping, declarations) -> dict[str, float]:
             name = f"{scheme}.{key}"
             if name not in known:
                 raise ConfigError(
-                    f"physics.{name} is not a parameter of this model; known: {', '.join(sorted(known)) or 'none'}")
+                    f"physics.{name}={value} is not a parameter of this model; known: {', '.join(sorted(known)) or 'none'}")
             if value is not None:
                 out[name] = float(value)
     return out

@@ -10,6 +10,8 @@ set a point costs one dictionary lookup. Tests set:
   at a seeded hit count (not at a wall time).
 - ``DIFFESM_FAULT_ENOSPC=NAME[@DETAIL][:N]``: raise ``OSError(ENOSPC)`` there instead (a
   full disk).
+- ``DIFFESM_FAULT_SIGNAL=NAME[@DETAIL][:N]/SIGNUM``: send the process signal SIGNUM there
+  (a signal inside a chunk or during a write, at a reproducible moment).
 - ``DIFFESM_FAULT_TRACE=FILE``: append ``NAME DETAIL`` for every hit (which points a run
   reaches, and how many hits there are to draw from).
 """
@@ -49,12 +51,16 @@ def point(name: str, detail: str = "") -> None:
     trace = os.environ.get("DIFFESM_FAULT_TRACE")
     kill = os.environ.get("DIFFESM_FAULT")
     full = os.environ.get("DIFFESM_FAULT_ENOSPC")
-    if not (trace or kill or full):
+    sig = os.environ.get("DIFFESM_FAULT_SIGNAL")
+    if not (trace or kill or full or sig):
         return
     if trace:
         with open(trace, "a") as f:
             f.write(f"{name} {detail}\n")
-    for spec, action in ((kill, "kill"), (full, "enospc")):
+    signum = None
+    if sig:
+        sig, _, signum = sig.rpartition("/")
+    for spec, action in ((kill, "kill"), (full, "enospc"), (sig, "signal")):
         if not spec:
             continue
         at = _matches(spec, name, detail)
@@ -64,4 +70,7 @@ def point(name: str, detail: str = "") -> None:
         if _hits[spec] == at:
             if action == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if action == "signal":
+                os.kill(os.getpid(), int(signum))
+                continue
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), detail or name)
