@@ -10,33 +10,20 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import signal
 from pathlib import Path
 
 from esm.app.build import ConfigError
 from esm.driver.files import atomic_write_bytes, atomic_write_text
 from esm.driver.restart import RestartMismatch, load_tree, tree_bytes
 
-HISTORY_FIELDS = ["iteration", "loss", "grad_norm", "wall_seconds"]
-#: fault injection for the resume tests (the job kills itself with SIGKILL)
-KILL_AFTER = "DIFFESM_KILL_AFTER_CHECKPOINT"
-KILL_DURING = "DIFFESM_KILL_DURING_CHECKPOINT"
+#: skipped: 1 when the step was non-finite and not applied; failed_members: EKI members that
+#: blew up (or were outliers) in the iteration
+HISTORY_FIELDS = ["iteration", "loss", "grad_norm", "skipped", "failed_members", "wall_seconds"]
 
 
 def save_state(path: Path, state, iteration: int, extra: dict) -> None:
     """The method state after ``iteration``; ``extra``: more metadata (wall time, ...)."""
-    data = tree_bytes(state, {"iteration": iteration, **extra})
-    if os.environ.get(KILL_DURING) == str(iteration):
-        tmp = path.with_name(f".{path.name}.killed.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data[: len(data) // 2])
-            f.flush()
-            os.fsync(f.fileno())
-        os.kill(os.getpid(), signal.SIGKILL)
-    atomic_write_bytes(path, data)
-    if os.environ.get(KILL_AFTER) == str(iteration):
-        os.kill(os.getpid(), signal.SIGKILL)
+    atomic_write_bytes(path, tree_bytes(state, {"iteration": iteration, **extra}))
 
 
 def load_state(path: Path, template):

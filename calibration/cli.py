@@ -4,8 +4,9 @@ Composes ``configs/calibrate.yaml`` (which includes ``config.yaml`` and an exper
 with the command-line overrides. The run directory is deterministic unless ``hydra.run.dir``
 is given: ``outputs/calibrate/<experiment>-<hash of the resolved config>``, so running the same
 command again finds its checkpoint and resumes. Exit codes as ``esm-run``: 0 ok, 2 bad
-configuration or input (one line on stderr), 3 the model blows up at the initial parameters,
-1 anything else.
+configuration or input (one line on stderr), 3 the model blows up at the initial parameters
+or fewer than 2 EKI members run, 130/143 interrupted by SIGINT/SIGTERM (after the iteration
+in progress, whose checkpoint is written), 1 anything else.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ Common overrides:
   hydra.run.dir=PATH     (default outputs/calibrate/<experiment>-<config hash>)
 Files written: parameters.yaml, history.csv, fit.nc, summary.json, loss.png, fit.png,
 config.yaml, checkpoints/. Running the same command again resumes from the last checkpoint.
-Exit codes: 0 ok, 2 bad configuration or input, 3 blow-up at the initial parameters, 1 other.
+Steps with a non-finite loss or gradient are skipped and counted (history.csv: skipped);
+EKI members that blow up are left out of the update and redrawn (history.csv: failed_members).
+Exit codes: 0 ok, 2 bad configuration or input, 3 blow-up at the initial parameters or fewer
+than 2 EKI members ran, 130/143 interrupted (resume with the same command), 1 other.
 """
 
 
@@ -84,7 +88,8 @@ def calibrate_main(argv: list[str] | None = None) -> int:
         check_writable(run_dir)
     except ConfigError as e:
         return _fail(str(e))
-    from calibration.job import CalibrationJob
+    from calibration.job import CalibrationFailed, CalibrationInterrupted, CalibrationJob
+    from esm.app.cli import _SIGNALS
     from esm.driver import files
     from esm.driver.restart import RestartMismatch
     from esm.driver.simulation import DriverError
@@ -92,11 +97,20 @@ def calibrate_main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         job = CalibrationJob(plain, run_dir,
-                             progress=bool((plain.get("run") or {}).get("progress", True)))
+                             progress=bool((plain.get("run") or {}).get("progress", True)),
+                             should_stop=lambda: bool(_SIGNALS))
         summary = job.run()
     except (ConfigError, DriverError, RestartMismatch, ObservationError) as e:
         return _fail(str(e))
-    except FloatingPointError as e:
+    except CalibrationInterrupted as e:
+        signum = _SIGNALS[0] if _SIGNALS else 2
+        files.atomic_write_json(Path(run_dir) / "summary.json", {
+            "status": "interrupted", "iterations": e.iteration, "final_loss": None,
+            "wall_seconds": time.perf_counter() - t0, "error": None})
+        print(f"{PROG}: interrupted after iteration {e.iteration} (checkpoint written); run the "
+              f"same command again to resume in {run_dir}", file=sys.stderr)
+        return 128 + signum
+    except (FloatingPointError, CalibrationFailed) as e:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         files.atomic_write_json(Path(run_dir) / "summary.json", {
             "status": "error", "initial_loss": None, "final_loss": None, "iterations": 0,

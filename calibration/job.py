@@ -42,13 +42,30 @@ def config_hash(cfg: Mapping) -> str:
     return runs.config_hash(config_identity(cfg))
 
 
-class CalibrationJob:
-    """Runs (or resumes) the calibration that ``cfg`` describes in ``run_dir``."""
+class CalibrationFailed(RuntimeError):
+    """The calibration cannot go on (fewer than 2 EKI members ran); exit 3."""
 
-    def __init__(self, cfg: Mapping, run_dir, progress: bool = True):
+
+class CalibrationInterrupted(RuntimeError):
+    """A stop was requested (a signal); the checkpoint of ``iteration`` is on disk."""
+
+    def __init__(self, iteration: int):
+        super().__init__(f"interrupted after iteration {iteration}")
+        self.iteration = iteration
+
+
+class CalibrationJob:
+    """Runs (or resumes) the calibration that ``cfg`` describes in ``run_dir``.
+
+    ``should_stop``: polled after every checkpoint (and before the first iteration); when it
+    returns True the job raises ``CalibrationInterrupted`` (the CLI's signal handlers set it).
+    """
+
+    def __init__(self, cfg: Mapping, run_dir, progress: bool = True, should_stop=None):
         self.cfg = json.loads(json.dumps(cfg))
         self.run_dir = Path(run_dir)
         self.progress = progress
+        self.should_stop = should_stop or (lambda: False)
         c = self.cfg.get("calibration", {})
         self.method_name = str(c.get("method", "gauss_newton"))
         if self.method_name not in METHODS:
@@ -124,7 +141,7 @@ class CalibrationJob:
             raise FloatingPointError(f"the loss at the initial parameters is {initial_loss}: the "
                                      "model blows up; start from other values")
         rows = [{"iteration": 0, "loss": checkpoints.fmt(initial_loss), "grad_norm": "nan",
-                 "wall_seconds": "0.0", **{n: checkpoints.fmt(v) for n, v in zip(
+                 "skipped": 0, "failed_members": 0, "wall_seconds": "0.0", **{n: checkpoints.fmt(v) for n, v in zip(
                      names, np.asarray(free.physical(built.z0)))}}]
         stop_reason = None
         if resume:
@@ -140,19 +157,26 @@ class CalibrationJob:
             bar = tqdm(total=self.max_iterations, initial=min(iteration, self.max_iterations),
                        desc=f"{self.method_name}", unit="it", dynamic_ncols=True)
         t_iter = time.perf_counter()
+        if self.should_stop():
+            raise CalibrationInterrupted(iteration)
         while stop_reason is None and iteration < self.max_iterations:
-            z_old = state["z"]
+            previous = state
             state = compiled(state)
             iteration += 1
-            z_new = state["z"]
+            skipped, failed = self._health(previous, state, iteration)
+            if skipped and self.method_name == "lbfgs":
+                state = previous  # its line search would repeat the same non-finite step
+            z_old, z_new = previous["z"], state["z"]
             new_loss = method.loss_after(state, last_loss)
             if new_loss is None:
                 new_loss = float(loss_fn(z_new))
             wall = wall_before + time.perf_counter() - t_iter
             rows.append({"iteration": iteration, "loss": checkpoints.fmt(new_loss),
-                         "grad_norm": checkpoints.fmt(state["grad_norm"]), "wall_seconds": f"{wall:.3f}",
+                         "grad_norm": checkpoints.fmt(state["grad_norm"]), "skipped": skipped,
+                         "failed_members": failed, "wall_seconds": f"{wall:.3f}",
                          **{n: checkpoints.fmt(v) for n, v in zip(names, np.asarray(free.physical(z_new)))}})
-            stop_reason = self._stop(state, last_loss, new_loss, z_old, z_new)
+            stop_reason = ("non_finite_loss" if skipped and self.method_name == "lbfgs"
+                           else self._stop(state, last_loss, new_loss, z_old, z_new))
             last_loss = new_loss
             checkpoints.write_history(hist_path, rows, names)
             faults.point("calibration.mid_checkpoint", str(iteration))
@@ -160,6 +184,10 @@ class CalibrationJob:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{new_loss:.4g}")
+            if stop_reason is None and self.should_stop():
+                if bar is not None:
+                    bar.close()
+                raise CalibrationInterrupted(iteration)
         if bar is not None:
             bar.close()
         if stop_reason is None:
@@ -168,6 +196,25 @@ class CalibrationJob:
         z_final = state["z"]
         return self._finish(built, state, z_final, rows, iteration, stop_reason, initial_loss,
                             compile_seconds, time.perf_counter() - t_start, memory_info)
+
+    def _health(self, previous, state, iteration: int) -> tuple[int, int]:
+        """(1 if the step was skipped as non-finite else 0, failed EKI members); raises
+        CalibrationFailed when fewer than 2 EKI members ran."""
+        if self.method_name == "eki":
+            failed = int(state["failed_members"])
+            members = int(state["ensemble"].shape[0])
+            if members - failed < 2:
+                raise CalibrationFailed(
+                    f"EKI iteration {iteration}: only {members - failed} of {members} members ran "
+                    "without a non-finite or outlying result (2 needed); the last checkpoint is "
+                    f"iteration {iteration - 1}; narrow calibration.eki.spread or "
+                    "calibration.search_range")
+            return 0, failed
+        if self.method_name == "gauss_newton":
+            return int(not math.isfinite(float(state["trial_loss"]))), 0
+        finite = (math.isfinite(float(state["loss"])) and math.isfinite(float(state["grad_norm"]))
+                  and bool(jnp.all(jnp.isfinite(state["z"]))))
+        return int(not finite), 0
 
     def _stop(self, state, old_loss, new_loss, z_old, z_new) -> str | None:
         if not math.isfinite(new_loss) and self.method_name != "adam":
@@ -223,6 +270,8 @@ class CalibrationJob:
             "wall_seconds": wall_seconds, "compile_seconds": compile_seconds,
             "checkpoint_policy": self.cfg.get("calibration", {}).get("checkpoint", "step"),
             "step_memory": memory_info, "error": None,
+            "skipped_steps": sum(int(r.get("skipped") or 0) for r in rows),
+            "failed_members": sum(int(r.get("failed_members") or 0) for r in rows),
         }
         atomic_write_json(self.run_dir / "summary.json", summary)
         return summary

@@ -37,6 +37,20 @@ from esm.core.precision import matmul
 METHODS = ("gauss_newton", "adam", "lbfgs", "eki")
 
 
+#: a member whose residual norm exceeds this many times the ensemble median counts as failed
+#: (the ParameterEstimocean.jl issue #272 criterion, on |G|, here on the whitened residuals)
+OUTLIER_FACTOR = 1e6
+
+
+def member_succeeded(r):
+    """(M,) bool: member j's residuals r[j] are all finite and their norm is at most
+    ``OUTLIER_FACTOR`` times the median norm of the finite members."""
+    finite = jnp.all(jnp.isfinite(r), axis=1)
+    norms = jnp.sqrt(jnp.sum(jnp.where(finite[:, None], r, 0.0) ** 2, axis=1))
+    median = jnp.nanmedian(jnp.where(finite, norms, jnp.nan))
+    return finite & (norms <= OUTLIER_FACTOR * median)
+
+
 def _norm(x):
     return jnp.sqrt(jnp.sum(jnp.square(x)))
 
@@ -150,6 +164,13 @@ class EnsembleKalmanInversion:
     keeps making full steps instead of the classical method's ever smaller ones.
     The initial ensemble is drawn from N(z0, diag(spread^2)) in unconstrained space.
     ``state["loss"]`` is the loss of the ensemble mean (evaluated with the members).
+
+    Failed members (non-finite residuals, e.g. a model blow-up, or a residual norm above
+    ``OUTLIER_FACTOR`` times the median) take no part in the means and covariances, so the
+    successful members move exactly as an ensemble without them would; each failed member is
+    then redrawn from the Gaussian of the updated successful members. With fewer than 2
+    successful members the ensemble is left unchanged and ``state["failed_members"]`` tells
+    the job to stop (EnsembleKalmanProcesses.jl issue #565).
     """
 
     problem: Any
@@ -170,39 +191,61 @@ class EnsembleKalmanInversion:
         ens = z0 + spread * jax.random.normal(sub, (self.members,) + z0.shape, z0.dtype)
         return {"z": z0, "ensemble": ens, "key": key, "loss": jnp.asarray(jnp.nan, z0.dtype),
                 "grad_norm": jnp.asarray(jnp.nan, z0.dtype),
-                "member_loss_mean": jnp.asarray(jnp.nan, z0.dtype)}
+                "member_loss_mean": jnp.asarray(jnp.nan, z0.dtype),
+                "failed_members": jnp.asarray(0, jnp.int32)}
 
     def _step(self, state):
         ens = state["ensemble"]
         m = ens.shape[0]
         mean = jnp.mean(ens, axis=0)
         r_all = jax.vmap(self.problem.residuals)(jnp.concatenate([mean[None], ens]))
-        r_mean, r = r_all[0], r_all[1:]
+        r_mean, r_raw = r_all[0], r_all[1:]
+        ok = member_succeeded(r_raw)
+        w = ok.astype(r_raw.dtype)[:, None]
+        n_ok = jnp.sum(ok)
+        denom = jnp.maximum(n_ok - 1, 1).astype(r_raw.dtype)
+        r = jnp.where(ok[:, None], r_raw, 0.0)  # failed members enter no mean or covariance
         key, sub = jax.random.split(state["key"])
+        fill = jax.random.fold_in(sub, 1)
         h = jnp.asarray(self.step_size, r.dtype)
         eta = jax.random.normal(sub, r.shape, r.dtype) / jnp.sqrt(h) \
             if self.perturb_observations else jnp.zeros_like(r)
-        za = ens - mean
-        ra = r - jnp.mean(r, axis=0)
-        d = eta - r  # (M, N)
-        # (C_rr + I/h)^(-1) d_j with C_rr = ra^T ra / (m-1), by Woodbury with s = sqrt(h) ra:
-        # h [d_j - s^T ((m-1) I + s s^T)^(-1) s d_j]
+        n_w = jnp.maximum(n_ok, 1).astype(r.dtype)
+        z_mean = jnp.sum(w * ens, axis=0) / n_w
+        za = w * (ens - z_mean)
+        ra = w * (r - jnp.sum(w * r, axis=0) / n_w)
+        d = w * (eta - r)  # (M, N)
+        # (C_rr + I/h)^(-1) d_j with C_rr = ra^T ra / (n_ok-1), by Woodbury with s = sqrt(h) ra:
+        # h [d_j - s^T ((n_ok-1) I + s s^T)^(-1) s d_j]; a failed member's zero row decouples
         if m <= r.shape[1]:  # ensemble smaller than the data: an M x M solve
             sa = jnp.sqrt(h) * ra
-            small = (m - 1) * jnp.eye(m, dtype=r.dtype) + matmul(sa, sa.T)
+            small = denom * jnp.eye(m, dtype=r.dtype) + matmul(sa, sa.T)
             proj = h * (d - matmul(sa.T, jnp.linalg.solve(small, matmul(sa, d.T))).T)
         else:  # few data: the N x N system directly
-            c_rr = matmul(ra.T, ra) / (m - 1) + jnp.eye(r.shape[1], dtype=r.dtype) / h
+            c_rr = matmul(ra.T, ra) / denom + jnp.eye(r.shape[1], dtype=r.dtype) / h
             proj = jnp.linalg.solve(c_rr, d.T).T
-        gain_applied = matmul(matmul(proj, ra.T), za) / (m - 1)  # (M, p): C_zr applied to each member
+        gain_applied = matmul(matmul(proj, ra.T), za) / denom  # (M, p): C_zr applied to each member
         new = ens + gain_applied
         if self.inflation > 0:  # additive covariance inflation (Chada & Tong 2022)
             key, sub = jax.random.split(key)
             new = new + jnp.sqrt(jnp.asarray(self.inflation, r.dtype)) * jax.random.normal(
                 sub, new.shape, new.dtype)
+        # failed members are redrawn from the Gaussian of the updated successful members
+        # (the "sample succ gauss" failure handler of Lopez-Gomez et al. 2022, JAMES 14,
+        # e2022MS003105, sec. 3.3): x = mean + A^T xi / sqrt(n_ok - 1), A the anomalies
+        new_mean = jnp.sum(w * new, axis=0) / n_w
+        anomalies = w * (new - new_mean)
+        xi = w[:, 0][None, :] * jax.random.normal(fill, (m, m), r.dtype)
+        redrawn = new_mean + matmul(xi, anomalies) / jnp.sqrt(denom)
+        new = jnp.where(ok[:, None], new, redrawn)
+        enough = n_ok >= 2  # else the ensemble stays and the job stops (exit 3)
+        new = jnp.where(enough, new, ens)
+        key = jnp.where(enough, key, state["key"])
+        member_loss = 0.5 * jnp.sum(r**2, axis=1)
         return {"z": jnp.mean(new, axis=0), "ensemble": new, "key": key,
                 "loss": 0.5 * jnp.sum(r_mean**2), "grad_norm": jnp.asarray(jnp.nan, r.dtype),
-                "member_loss_mean": 0.5 * jnp.mean(jnp.sum(r**2, axis=1))}
+                "member_loss_mean": jnp.sum(w[:, 0] * member_loss) / n_w,
+                "failed_members": (m - n_ok).astype(jnp.int32)}
 
     def loss_after(self, state, previous_loss: float) -> float | None:
         return None  # the new mean is evaluated with the members of the next step

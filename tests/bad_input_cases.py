@@ -67,6 +67,11 @@ CASES = [
     ("esm-calibrate", ["calibration.checkpoint=always"], ["calibration.checkpoint", "always", "nested"]),
     ("esm-calibrate", ["calibration.tolerance.gradient=-1"], ["calibration.tolerance.gradient", "-1", ">= 0"]),
     ("esm-calibrate", ["calibration.parameters=[held_suarez.nosuch]"], ["held_suarez.nosuch"]),
+    ("esm-calibrate", ["experiment=january1988", "observations.mask=[{plev:850}]"],
+     ["observations.mask[0].plev", "plev_hpa"]),
+    ("esm-calibrate", ["experiment=january1988",
+                       "observations.mask=[{plev_hpa:850,lat_min:-60,lat_max:-90}]"],
+     ["observations.mask[0]", "-60", "lat_min <= lat_max"]),
     ("esm-calibrate", ["hydra.run.dir={tmp}/afile/x"], ["hydra.run.dir", "afile", "is a file"]),
 ]
 

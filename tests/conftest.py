@@ -32,3 +32,15 @@ def x64():
         yield
     finally:
         jax.config.update("jax_enable_x64", previous)
+
+
+# hypothesis: a bounded example count in the default suite, more with HYPOTHESIS_PROFILE=slow
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("default", max_examples=25, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.function_scoped_fixture])
+settings.register_profile("slow", max_examples=400, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

@@ -36,7 +36,9 @@ def calibrate_config(*overrides):
 
 
 def esm_calibrate(args, cwd, env=None, timeout=900):
-    code = ("import sys; from calibration.cli import calibrate_main; "
+    """``esm-calibrate ARGS`` as its console entry runs it (signal handlers installed)."""
+    code = ("import sys; from esm.app.cli import _install_signal_handlers; "
+            "_install_signal_handlers(); from calibration.cli import calibrate_main; "
             "sys.exit(calibrate_main(sys.argv[1:]))")
     return subprocess.run([sys.executable, "-c", code, "run.progress=false", *args], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=timeout)
@@ -138,12 +140,14 @@ def test_twin_gauss_newton_recovers_parameters(tmp_path, x64):
         assert {"ta_model", "ta_observed", "ua_model", "va_observed"} <= set(ds.data_vars)
         assert ds["ta_model"].dims == ("window", "lead_time", "plev", "lat", "lon")
     history = (tmp_path / "history.csv").read_text().splitlines()
-    assert history[0].startswith("iteration,loss,grad_norm,wall_seconds,held_suarez.k_f")
+    assert history[0].startswith(
+        "iteration,loss,grad_norm,skipped,failed_members,wall_seconds,held_suarez.k_f")
     assert len(history) == summary["iterations"] + 2
     for name in ("summary.json", "config.yaml", "loss.png", "fit.png", "checkpoints/state.npz"):
         assert (tmp_path / name).exists(), name
 
 
+@pytest.mark.slow  # ~40 s; Gauss-Newton recovers the twin in the default suite
 def test_twin_lbfgs_recovers_parameters(tmp_path, x64):
     """L-BFGS stops on a convergence criterion before its cap of 300 iterations (measured:
     21, loss tolerance) with every parameter within 2 %."""
@@ -185,8 +189,9 @@ def final_state(run_dir: Path):
 
 def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     """L-BFGS (memory and line-search state in the checkpoint), float64: killed with SIGKILL
-    right after checkpoint 2, then again while writing checkpoint 3 (the resumed run starts
-    from 2), then resumed to the end: final state and history equal an uninterrupted run's.
+    at the fault point between history row 3 and checkpoint 3, then again between writing
+    checkpoint 3 and its rename (the resumed run starts from 2 both times), then resumed to
+    the end: final state and history equal an uninterrupted run's.
     The runs share a JAX compilation cache (compiled programs are reused, not changed)."""
     env = dict(os.environ)  # with the session's JAX_COMPILATION_CACHE_DIR (tests/conftest.py)
     ref = tmp_path / "ref"
@@ -194,23 +199,30 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     assert r.returncode == 0, r.stderr
     ref_leaves, ref_history = final_state(ref)
     d = tmp_path / "killed"
-    for variable, k in (("DIFFESM_KILL_AFTER_CHECKPOINT", "2"),
-                        ("DIFFESM_KILL_DURING_CHECKPOINT", "3")):
+    # the second run resumes from 2: its first checkpoint rename is that of iteration 3
+    for spec in ("calibration.mid_checkpoint@3", "atomic.before_rename@state.npz"):
         killed = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={d}"], cwd=tmp_path,
-                               env=dict(env, **{variable: k}))
+                               env=dict(env, DIFFESM_FAULT=spec))
         assert killed.returncode == -9, killed.stderr
         with np.load(d / "checkpoints" / "state.npz") as f:  # the last complete checkpoint
             assert json.loads(bytes(f["__meta__"]).decode())["iteration"] == 2
     assert list(d.glob("checkpoints/.*.tmp"))  # the interrupted write left its temporary file
+    # SIGTERM inside iteration 3's checkpoint: the job finishes that checkpoint, then exits 143
+    termed = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={d}"], cwd=tmp_path,
+                           env=dict(env, DIFFESM_FAULT_SIGNAL="calibration.mid_checkpoint@3/15"))
+    lines = termed.stderr.strip().splitlines()
+    assert termed.returncode == 143 and len(lines) == 1 and "interrupted after iteration 3" \
+        in lines[0], termed.stderr
+    assert json.loads((d / "summary.json").read_text())["status"] == "interrupted"
     again = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={d}"], cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
     leaves, history = final_state(d)
     assert len(leaves) == len(ref_leaves)
     for a, b in zip(leaves, ref_leaves):
         np.testing.assert_array_equal(a, b)
-    # history identical except wall-clock seconds (column 3)
+    # history identical except wall-clock seconds (column 5)
     def strip(text):
-        return [[c for i, c in enumerate(line.split(",")) if i != 3] for line in text.splitlines()]
+        return [[c for i, c in enumerate(line.split(",")) if i != 5] for line in text.splitlines()]
 
     assert strip(history) == strip(ref_history)
     assert not list(d.glob("checkpoints/.*.tmp"))
@@ -362,7 +374,7 @@ def test_adam_skips_non_finite_steps(x64):
     ("calibration.parameters=[held_suarez.nope]", "not a parameter of this model"),
     ("calibration.search_range.held_suarez.k_a=[0.03,0.05]", "contain the start value"),
     ("calibration.prior_width.held_suarez.k_a=-1", "must be positive"),
-    ("calibration.method=newton", "choose one of"),
+    ("calibration.method=newton", "give one of"),
     ("observations.errors.ta=0", "observations.errors.ta"),
 ])
 def test_bad_calibration_config_exits_2_with_one_line(tmp_path, capsys, x64, override, words):
@@ -373,3 +385,104 @@ def test_bad_calibration_config_exits_2_with_one_line(tmp_path, capsys, x64, ove
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], err
+
+
+# --------------------------------------------------------------- failed members, skipped steps
+class _BlowsUpAbove:
+    """Linear residuals that are NaN where z[0] > ``above`` (a member whose model blows up)."""
+
+    def __init__(self, lin, above):
+        self.lin, self.above = lin, above
+
+    def residuals(self, z):
+        r = self.lin.a @ z - self.lin.b
+        return jnp.where(z[0] > self.above, jnp.nan, r)
+
+
+def test_eki_failed_member_is_left_out_and_the_others_move_as_without_it(x64):
+    """One member's forward run is NaN: the other members' update equals the update of the
+    ensemble without that member (to rounding), the failed member is redrawn finite inside the
+    updated ensemble's span, and the step reports 1 failed member."""
+    from calibration.optimizers import EnsembleKalmanInversion
+
+    lin = LinearProblem()
+    problem = _BlowsUpAbove(lin, above=5.0)
+    eki = EnsembleKalmanInversion(problem, members=8, spread=1.0, perturb_observations=False)
+    state = eki.init(lin.m, jax.random.PRNGKey(1))
+    ens = state["ensemble"].at[3, 0].set(9.0)  # member 3 blows up
+    after = eki.step(dict(state, ensemble=ens))
+    assert int(after["failed_members"]) == 1
+    keep = np.array([j != 3 for j in range(8)])
+    without = EnsembleKalmanInversion(problem, members=7, spread=1.0, perturb_observations=False)
+    ref = without.step(dict(without.init(lin.m, jax.random.PRNGKey(1)), ensemble=ens[keep]))
+    np.testing.assert_allclose(np.asarray(after["ensemble"])[keep], np.asarray(ref["ensemble"]),
+                               rtol=1e-12, atol=1e-12)
+    redrawn = np.asarray(after["ensemble"])[3]
+    assert np.all(np.isfinite(redrawn)) and redrawn[0] < 5.0
+    anomalies = np.asarray(ref["ensemble"]) - np.asarray(ref["ensemble"]).mean(axis=0)
+    coef, *_ = np.linalg.lstsq(anomalies.T, redrawn - np.asarray(ref["ensemble"]).mean(axis=0),
+                               rcond=None)
+    np.testing.assert_allclose(anomalies.T @ coef + np.asarray(ref["ensemble"]).mean(axis=0),
+                               redrawn, atol=1e-10)
+
+
+def test_eki_outlier_member_counts_as_failed_and_fewer_than_two_keep_the_ensemble(x64):
+    from calibration.optimizers import OUTLIER_FACTOR, EnsembleKalmanInversion, member_succeeded
+
+    r = jnp.ones((5, 4)).at[2].multiply(2 * OUTLIER_FACTOR).at[4, 1].set(jnp.inf)
+    assert np.asarray(member_succeeded(r)).tolist() == [True, True, False, True, False]
+    lin = LinearProblem()
+    eki = EnsembleKalmanInversion(_BlowsUpAbove(lin, above=-100.0), members=6)
+    state = eki.init(lin.m, jax.random.PRNGKey(0))
+    after = eki.step(state)
+    assert int(after["failed_members"]) == 6
+    np.testing.assert_array_equal(np.asarray(after["ensemble"]), np.asarray(state["ensemble"]))
+
+
+def _patch_residuals(monkeypatch, rule):
+    """``build_problem`` whose problem's residuals are NaN where ``rule(z0)(z)`` (a model
+    that blows up there; z0 the start values)."""
+    import calibration.job as job
+
+    def build(cfg):
+        built = job_build(cfg)
+        real, blows_up = built.problem.residuals, rule(built.z0)
+        object.__setattr__(built.problem, "residuals",
+                           lambda z: jnp.where(blows_up(z), jnp.nan, real(z)))
+        return built
+
+    job_build = job.build_problem
+    monkeypatch.setattr(job, "build_problem", build)
+
+
+EKI_ARGS = RESUME_ARGS[2:] + ["calibration.method=eki", "calibration.eki.members=4",
+                              "calibration.max_iterations=2", "calibration.posterior=false"]
+
+
+def test_eki_job_with_a_blown_up_member_finishes_and_counts_it(tmp_path, monkeypatch, x64):
+    from calibration.optimizers import EnsembleKalmanInversion
+
+    def top_member_fails(z0):  # of the initial ensemble (seed 0), the member largest in z[0]
+        ens = np.asarray(EnsembleKalmanInversion(None, members=4, spread=0.5).init(
+            z0, jax.random.PRNGKey(0))["ensemble"])
+        above = 0.5 * (np.sort(ens[:, 0])[-1] + np.sort(ens[:, 0])[-2])
+        return lambda z: z[0] > above
+
+    cfg = calibrate_config(*EKI_ARGS)
+    _patch_residuals(monkeypatch, top_member_fails)
+    summary = CalibrationJob(cfg, tmp_path, progress=False).run()
+    assert summary["status"] == "ok" and summary["failed_members"] >= 1
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    first = dict(zip(header, rows[2].split(",")))
+    assert first["failed_members"] == "1" and np.isfinite(float(first["loss"]))
+
+
+def test_eki_job_with_fewer_than_two_members_exits_3(tmp_path, monkeypatch, capsys, x64):
+    from calibration.cli import calibrate_main
+
+    _patch_residuals(monkeypatch, lambda z0: lambda z: jnp.any(z != z0))  # all members blow up
+    code = calibrate_main(EKI_ARGS + ["run.progress=false", f"hydra.run.dir={tmp_path}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and len(err) == 1 and "only 0 of 4 members" in err[0], err
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "error"

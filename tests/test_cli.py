@@ -117,6 +117,7 @@ def _final_state(d):
         return [f[k] for k in sorted(f.files) if k.startswith("leaf")]
 
 
+@pytest.mark.slow  # float64 variant; test_reliability checks 2+2 days bitwise in float32
 def test_restart_reproduces_uninterrupted_run(tmp_path):
     """williamson6, leapfrog + RAW, float64: 1 day + restart + 1 day == 2 days (1e-12)."""
     common = ["experiment=williamson6", "resolution=t21", "precision=float64",
@@ -176,9 +177,10 @@ def test_held_suarez_restart_with_tracer_is_bitwise(tmp_path, held_suarez_one_da
             assert np.array_equal(ds_c[name].values[-1], ds_a[name].values[-1]), name
 
 
-@pytest.mark.parametrize("override, key", [("resolution=t31", "resolution"),
-                                           ("levels=10", "levels"),
-                                           ("experiment=jw_wave", "experiment")])
+@pytest.mark.parametrize("override, key", [
+    ("levels=10", "levels"),
+    pytest.param("resolution=t31", "resolution", marks=pytest.mark.slow),  # in bad_input_cases
+    pytest.param("experiment=jw_wave", "experiment", marks=pytest.mark.slow)])
 def test_restart_from_another_model_exits_2_naming_the_key(tmp_path, held_suarez_one_day,
                                                            override, key):
     """A restart from another resolution, level count or experiment is refused with one line
@@ -221,6 +223,7 @@ def test_runs_from_an_editable_install(tmp_path):
     check_run_dir(d)
 
 
+@pytest.mark.slow  # ~20 s; the editable install is tested by default
 def test_runs_from_a_built_wheel(tmp_path):
     """A plain wheel ships configs/ (as esm._configs) and runs from any folder."""
     wheels = tmp_path / "wheels"

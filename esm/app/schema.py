@@ -245,7 +245,7 @@ class ObservationsConfig:
     reduction: Reduction = Reduction.none
     plev_hpa: List[float] = field(default_factory=list)
     errors: Dict[str, float] = field(default_factory=dict)
-    mask: List[Dict[str, float]] = field(default_factory=list)
+    mask: List[Any] = field(default_factory=list)  # boxes, checked by _check_mask
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
 
@@ -341,6 +341,30 @@ def _show(value) -> str:
     if isinstance(value, str):
         return value
     return repr(value)
+
+
+_MASK_KEYS = ("plev_hpa", "lat_min", "lat_max")
+
+
+def _check_mask(boxes: list) -> None:
+    """``observations.mask``: a list of {plev_hpa: P, lat_min: a, lat_max: b} boxes."""
+    example = "give {plev_hpa: 850, lat_min: -90, lat_max: -60}"
+    for i, box in enumerate(boxes):
+        key = f"observations.mask[{i}]"
+        if not isinstance(box, Mapping):
+            raise ConfigError(f"{key}={_show(box)} is not a box; {example}")
+        for k in box:
+            if k not in _MASK_KEYS:
+                raise ConfigError(f"unknown key {key}.{k}; known keys: {', '.join(_MASK_KEYS)}")
+        for k in _MASK_KEYS:
+            if k not in box:
+                raise ConfigError(f"{key} has no {k}; {example}")
+            v = box[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"{key}.{k}={_show(v)} is not valid; give a number")
+        if not -90 <= box["lat_min"] <= box["lat_max"] <= 90:
+            raise ConfigError(f"{key}: lat_min={box['lat_min']}, lat_max={box['lat_max']} is not a "
+                              f"latitude band; give -90 <= lat_min <= lat_max <= 90")
 
 
 def _check_ranges(schema, values: Mapping, prefix: str = "") -> None:
@@ -467,6 +491,8 @@ def validate(plain: Mapping, schema=RunSchema, user_keys: list[str] = ()) -> dic
     except OmegaConfBaseException as e:
         raise ConfigError(f"{getattr(e, 'full_key', '')}: {' '.join(str(e).split()[:20])}") from None
     _check_ranges(schema, values)
+    if "observations" in values:
+        _check_mask(values["observations"].get("mask") or [])
     exp = values["experiment"]
     if exp["case"] not in CASE_KEYS:
         raise ConfigError(f"experiment.case={exp['case']}; choose one of {', '.join(CASE_KEYS)}")

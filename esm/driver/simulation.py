@@ -219,7 +219,7 @@ class Simulation:
     ``request_stop()`` (e.g. from a signal handler) ends the run with ``Interrupted`` before
     the first chunk or at the next chunk boundary, after that chunk's output and restart
     file are written. The output is assembled when the run completes or blows up, never
-    when it is interrupted (the parts stay, readable with ``xr.open_mfdataset``).
+    when it is interrupted (the parts stay, each readable with ``xr.open_dataset``).
     """
 
     def __init__(self, model: Model, n_steps: int, writers: Sequence[Writer] = (),
