@@ -269,7 +269,9 @@ class Simulation:
         if self.inject_nan is not None:
             carry = self._inject(carry, g.step + 1)
         leaves = jax.tree.leaves(stepper.current(carry))
-        finite = jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])
+        # a field's sum is non-finite iff the field holds a NaN or inf (or overflows, which
+        # is a blow-up too): one fused reduction per field instead of a boolean field
+        finite = jnp.stack([jnp.isfinite(jnp.sum(x)) for x in leaves])
         healthy = g.bad_step < 0
         ok = healthy & jnp.all(finite)
         newly = healthy & ~jnp.all(finite)
