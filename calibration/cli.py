@@ -113,7 +113,8 @@ def calibrate_main(argv: list[str] | None = None) -> int:
     except (FloatingPointError, CalibrationFailed) as e:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         files.atomic_write_json(Path(run_dir) / "summary.json", {
-            "status": "error", "initial_loss": None, "final_loss": None, "iterations": 0,
+            "status": "error", "initial_loss": None, "final_loss": None,
+            "iterations": getattr(e, "iteration", 0),
             "wall_seconds": time.perf_counter() - t0, "error": str(e)})
         print(f"{PROG}: {e}", file=sys.stderr)
         return EXIT_BLOWUP

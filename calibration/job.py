@@ -43,7 +43,12 @@ def config_hash(cfg: Mapping) -> str:
 
 
 class CalibrationFailed(RuntimeError):
-    """The calibration cannot go on (fewer than 2 EKI members ran); exit 3."""
+    """The calibration cannot go on (fewer than 2 EKI members ran); exit 3. ``iteration``:
+    the last checkpointed iteration."""
+
+    def __init__(self, message: str, iteration: int):
+        super().__init__(message)
+        self.iteration = iteration
 
 
 class CalibrationInterrupted(RuntimeError):
@@ -163,8 +168,9 @@ class CalibrationJob:
             previous = state
             state = compiled(state)
             iteration += 1
-            skipped, failed = self._health(previous, state, iteration)
-            if skipped and self.method_name == "lbfgs":
+            skipped, failed = self._health(state, iteration)
+            revert = bool(skipped) and self.method_name == "lbfgs"
+            if revert:
                 state = previous  # its line search would repeat the same non-finite step
             z_old, z_new = previous["z"], state["z"]
             new_loss = method.loss_after(state, last_loss)
@@ -175,7 +181,7 @@ class CalibrationJob:
                          "grad_norm": checkpoints.fmt(state["grad_norm"]), "skipped": skipped,
                          "failed_members": failed, "wall_seconds": f"{wall:.3f}",
                          **{n: checkpoints.fmt(v) for n, v in zip(names, np.asarray(free.physical(z_new)))}})
-            stop_reason = ("non_finite_loss" if skipped and self.method_name == "lbfgs"
+            stop_reason = ("non_finite_loss" if revert
                            else self._stop(state, last_loss, new_loss, z_old, z_new))
             last_loss = new_loss
             checkpoints.write_history(hist_path, rows, names)
@@ -197,7 +203,7 @@ class CalibrationJob:
         return self._finish(built, state, z_final, rows, iteration, stop_reason, initial_loss,
                             compile_seconds, time.perf_counter() - t_start, memory_info)
 
-    def _health(self, previous, state, iteration: int) -> tuple[int, int]:
+    def _health(self, state, iteration: int) -> tuple[int, int]:
         """(1 if the step was skipped as non-finite else 0, failed EKI members); raises
         CalibrationFailed when fewer than 2 EKI members ran."""
         if self.method_name == "eki":
@@ -208,7 +214,7 @@ class CalibrationJob:
                     f"EKI iteration {iteration}: only {members - failed} of {members} members ran "
                     "without a non-finite or outlying result (2 needed); the last checkpoint is "
                     f"iteration {iteration - 1}; narrow calibration.eki.spread or "
-                    "calibration.search_range")
+                    "calibration.search_range", iteration - 1)
             return 0, failed
         if self.method_name == "gauss_newton":
             return int(not math.isfinite(float(state["trial_loss"]))), 0
