@@ -21,7 +21,7 @@ from calibration.observations import (ObservationError, check_coverage, load_obs
 from calibration.operators import ObservationOperator, operator_from_observations
 from calibration.problem import (CalibrationProblem, FreeParameters, StatisticsForward,
                                  WindowForward, noise_like)
-from esm.app.build import ConfigError, _get, _positive, build_model
+from esm.app.build import ConfigError, _get, _positive, build_model, chosen_devices
 from esm.core import rollout
 from esm.driver.simulation import whole_steps
 
@@ -84,6 +84,17 @@ def _mask_boxes(observed: dict, plev_pa: np.ndarray, lat: np.ndarray, boxes,
             else:  # (..., P, lat, lon)
                 v[..., rows[0], sel, :] = np.nan
     return out
+
+
+def window_layout(cfg: Mapping, count: int):
+    """The windows spread over the visible devices (``parallel.devices``, default all) along
+    a ``batch`` mesh axis; None on one device or for a single window."""
+    from esm.core.parallel import BatchLayout
+
+    devices = chosen_devices(cfg)
+    if len(devices) == 1 or count == 1:
+        return None
+    return BatchLayout(count, devices)
 
 
 def build_problem(cfg: Mapping) -> Built:
@@ -231,7 +242,8 @@ def build_problem(cfg: Mapping) -> Built:
             starts.append(stepper.current(carry))
         initial_states = jax.tree.map(lambda *xs: jnp.stack(xs), *starts)
         forward = WindowForward(stepper, operator, initial_states, n_steps, every,
-                                checkpoint=checkpoint, levels=levels)
+                                checkpoint=checkpoint, levels=levels,
+                                layout=window_layout(cfg, count))
         meta.update(windows=count, window_hours=n_steps * dt / 3600.0,
                     observe_every_hours=every * dt / 3600.0)
     elif kind == "statistics":

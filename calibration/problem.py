@@ -128,6 +128,7 @@ class WindowForward:
     save_every: int
     checkpoint: str = "step"
     levels: int = 2
+    layout: Any = None  # esm.core.parallel.BatchLayout of the windows, or None (one device)
 
     def __call__(self, params):
         st, eq = self.stepper, self.stepper.equation
@@ -142,7 +143,11 @@ class WindowForward:
                                        observe=observe)
             return obs
 
-        return jax.vmap(one)(self.initial_states)
+        if self.layout is None:
+            return jax.vmap(one)(self.initial_states)
+        # windows along the mesh's batch axis (padded to the device count, padding dropped)
+        starts = self.layout.constrain(self.layout.pad(self.initial_states))
+        return self.layout.unpad(jax.vmap(one)(starts))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

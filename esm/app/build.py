@@ -45,6 +45,8 @@ class ModelSetup:
         levels, stepper); the rest comes from the config.
       report: facts about the built model added to the run's summary (e.g. the ocean mask).
       blowup_hint: what a blow-up message advises (None: the atmosphere's advice).
+      members: the ensemble member numbers (None: a single deterministic model, no member
+        axis).
     """
 
     experiment: str
@@ -63,6 +65,7 @@ class ModelSetup:
     identity: dict = dataclasses.field(default_factory=dict)
     report: dict = dataclasses.field(default_factory=dict)
     blowup_hint: str | None = None
+    members: np.ndarray | None = None
 
 
 def _get(cfg: Mapping, dotted: str, default=None):
@@ -346,8 +349,89 @@ FAMILIES: dict[str, Callable[[Mapping], ModelSetup]] = {
 
 
 def build_model(cfg: Mapping) -> ModelSetup:
-    """Assemble the model that ``cfg`` describes (dispatch on ``experiment.family``)."""
+    """Assemble the model that ``cfg`` describes (dispatch on ``experiment.family``), as an
+    ensemble when ``ensemble.members`` > 1 or ``ensemble.first_member`` > 0."""
     family = str(_get(cfg, "experiment.family", ""))
     if family not in FAMILIES:
         raise ConfigError(f"experiment.family={family!r}; choose one of {', '.join(FAMILIES)}")
-    return FAMILIES[family](cfg)
+    setup = FAMILIES[family](cfg)
+    members = int(_get(cfg, "ensemble.members", 1))
+    first = int(_get(cfg, "ensemble.first_member", 0))
+    if members > 1 or first > 0:
+        setup = build_ensemble(cfg, setup, members, first)
+    return setup
+
+
+def build_ensemble(cfg: Mapping, setup: ModelSetup, members: int, first: int) -> ModelSetup:
+    """Members ``first .. first + members - 1`` of the ensemble around ``setup``: member k's
+    temperature (3-d models, K) or height (shallow water, m) perturbed by truncated white
+    noise of grid-point RMS ``ensemble.amplitude`` drawn with ``fold_in(PRNGKey(seed), k)``."""
+    import jax.numpy as jnp
+
+    from esm.core import ensemble
+
+    ensemble.check_partitionable_rng()
+    amplitude = _positive(cfg, "ensemble.amplitude")
+    seed = int(_get(cfg, "ensemble.seed", 0))
+    state, grid = setup.initial_state, setup.grid
+    if hasattr(state, "temperature_variation"):
+        levels = state.temperature_variation.shape[0]
+
+        def perturb(x, key):
+            noise = ensemble.spectral_noise(grid, key, (levels,), amplitude)
+            return dataclasses.replace(x, temperature_variation=x.temperature_variation + noise)
+    elif hasattr(state, "geopotential"):
+        def perturb(x, key):
+            noise = constants.GRAVITY * ensemble.spectral_noise(grid, key, (), amplitude)
+            return dataclasses.replace(x, geopotential=x.geopotential + noise)
+    else:
+        raise ConfigError(f"ensemble.members={members}: ensembles run for atmosphere "
+                          f"experiments (experiment={setup.experiment} is not one); remove "
+                          "ensemble.*")
+    initial = ensemble.perturbed_members(state, perturb, seed, members, first)
+    initial = jax.tree.map(lambda x: jnp.asarray(x, x.dtype), initial)
+    numbers = np.arange(first, first + members)
+    report = dict(setup.report, members=members, first_member=first)
+    identity = dict(setup.identity, ensemble=f"{members} from {first}, seed {seed}, "
+                                             f"amplitude {amplitude:g}")
+    return dataclasses.replace(
+        setup, stepper=ensemble.EnsembleStepper(setup.stepper), initial_state=initial,
+        output=ensemble.members_output(setup.output), members=numbers, report=report,
+        identity=identity)
+
+
+def chosen_devices(cfg: Mapping) -> list:
+    """The first ``parallel.devices`` visible devices (all when null)."""
+    devices = jax.devices()
+    wanted = _get(cfg, "parallel.devices")
+    if wanted is not None:
+        if int(wanted) > len(devices):
+            raise ConfigError(f"parallel.devices={wanted} but {len(devices)} devices are "
+                              f"visible; give at most {len(devices)} (or null for all)")
+        devices = devices[:int(wanted)]
+    return devices
+
+
+def build_layout(cfg: Mapping, setup: ModelSetup):
+    """How the run is spread over devices (``esm.core.parallel``): ensemble members along
+    a ``batch`` mesh axis, or with ``parallel.levels=true`` the 3-d fields' levels; None on
+    one device."""
+    from esm.core import parallel
+
+    devices = chosen_devices(cfg)
+    shard_levels = bool(_get(cfg, "parallel.levels", False))
+    if shard_levels:
+        if setup.members is not None:
+            raise ConfigError("parallel.levels=true shards one model over the devices; it "
+                              "cannot be combined with ensemble members (remove one of them)")
+        levels = getattr(setup.initial_state, "vorticity").shape[0]
+        if getattr(setup.initial_state.vorticity, "ndim", 0) != 4:
+            raise ConfigError("parallel.levels=true applies to 3-d models; remove it")
+        if levels % len(devices):
+            raise ConfigError(f"parallel.levels=true: {levels} levels cannot be split over "
+                              f"{len(devices)} devices; choose levels divisible by "
+                              f"{len(devices)} or set parallel.devices")
+        return parallel.LevelLayout(levels, devices)
+    if setup.members is None or len(devices) == 1:
+        return None
+    return parallel.BatchLayout(len(setup.members), devices)

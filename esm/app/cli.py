@@ -270,7 +270,7 @@ def _run(plain: dict, run_dir: str) -> int:
     from omegaconf import OmegaConf
 
     from esm.app import runs
-    from esm.app.build import ConfigError, build_model
+    from esm.app.build import ConfigError, build_layout, build_model
     from esm.core import constants
     from esm.driver import files
     from esm.driver import restart as restart_files
@@ -333,7 +333,10 @@ def _run(plain: dict, run_dir: str) -> int:
         grid = setup.grid
         coordinates = setup.coordinates or GridCoordinates(
             lat=np.rad2deg(grid.latitude), lon=np.rad2deg(grid.longitude), sigma=setup.sigma,
-            plev=setup.plev)
+            plev=setup.plev, member=setup.members)
+        layout = build_layout(plain, setup)
+        if layout is not None:
+            setup.report.update(sharding="levels" if hasattr(layout, "levels") else "members")
         writer = NetCDFWriter(
             run_path, setup.output, every, coordinates, dt=setup.dt, name=setup.output_name,
             attrs={"experiment": setup.experiment, "title": setup.description,
@@ -364,7 +367,7 @@ def _run(plain: dict, run_dir: str) -> int:
         sim = Simulation(setup, n_steps, writers=[writer], callbacks=callbacks,
                          restart=str(restart) if restart else None, identity=identity,
                          snapshots_per_chunk=int(out.get("snapshots_per_file", 24)),
-                         inject_nan=inject or None)
+                         inject_nan=inject or None, layout=layout)
         run_path.mkdir(parents=True, exist_ok=True)
         files.remove_temporary_files(run_path)
         files.atomic_write_text(run_path / "config.yaml",
@@ -389,7 +392,7 @@ def _run(plain: dict, run_dir: str) -> int:
         if _SIGNALS:
             sim.request_stop()
         summary = sim.run()
-        summary.update(setup.report)
+        summary = {**setup.report, **summary}
         files.atomic_write_json(summary_path, summary)
     except (ConfigError, DriverError, RestartMismatch, FileNotFoundError) as e:
         return _fail(str(e))

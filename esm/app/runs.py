@@ -27,7 +27,7 @@ from esm.app.build import ConfigError
 
 #: keys that may change when a run is continued (not part of its identity)
 RUN_VOLATILE = ("run.days", "run.progress", "run.restart", "run.timestamped",
-                "run.compilation_cache")
+                "run.compilation_cache", "parallel.devices")
 LOCK_NAME = ".lock"
 
 

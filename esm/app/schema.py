@@ -139,6 +139,20 @@ CASE_KEYS = {
 
 
 @dataclass
+class EnsembleConfig:
+    members: int = field(default=1, metadata=_range(1, None, example=4))
+    seed: int = field(default=0, metadata=_range(0, None, example=0))
+    amplitude: float = positive(0.1, 0.1)
+    first_member: int = field(default=0, metadata=_range(0, None, example=0))
+
+
+@dataclass
+class ParallelConfig:
+    devices: Optional[int] = field(default=None, metadata=_range(1, None, example=4))
+    levels: bool = False
+
+
+@dataclass
 class RunSchema:
     """``configs/config.yaml`` (``esm-run``, ``esm-params``)."""
 
@@ -152,6 +166,8 @@ class RunSchema:
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     resolution: ResolutionConfig = field(default_factory=ResolutionConfig)
     ocean: Optional[Dict[str, Any]] = None
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
 
 
 class Method(enum.Enum):
@@ -437,11 +453,12 @@ def no_effect(values: Mapping, user_keys: list[str]) -> None:
         if family != "ocean" and hit("ocean"):
             raise ConfigError(f"{key} applies to ocean experiments only (experiment="
                               f"{exp.get('name')} is {family}); remove it")
-        if family == "ocean" and any(hit(p) for p in ATMOSPHERE_ONLY + ("resolution", "physics")):
+        if family == "ocean" and any(hit(p) for p in ATMOSPHERE_ONLY + (
+                "resolution", "physics", "ensemble", "parallel.levels")):
             raise ConfigError(f"{key} has no effect on the ocean experiment {exp.get('name')}; "
                               "remove it (ocean settings are ocean.<name>)")
         if family == "shallow_water" and any(hit(p) for p in (
-                "levels", "output.vertical", "surface", "dynamics.reference_temperature",
+                "levels", "output.vertical", "parallel.levels", "surface", "dynamics.reference_temperature",
                 "dynamics.mass_fixer", "dynamics.tracer_positivity_fix")):
             raise ConfigError(f"{key} has no effect on the shallow-water experiment "
                               f"{exp.get('name')}; remove it")

@@ -126,15 +126,18 @@ def to_cmip(fields: Mapping[str, Any]) -> dict[str, Any]:
 def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_deg: np.ndarray,
                      lon_deg: np.ndarray, sigma: np.ndarray | None = None,
                      attrs: Mapping[str, Any] | None = None,
-                     plev: np.ndarray | None = None) -> xr.Dataset:
+                     plev: np.ndarray | None = None,
+                     member: np.ndarray | None = None) -> xr.Dataset:
     """CF-1.8 dataset from snapshots.
 
     Args:
-      fields: CMIP short name -> array (time, lat, lon) or (time, sigma, lat, lon).
+      fields: CMIP short name -> array (time, lat, lon) or (time, sigma, lat, lon), with a
+        ``member`` axis after ``time`` for ensembles.
       hours: time of each snapshot in hours since the run's reference date.
       lat_deg: latitudes ascending (degrees_north); lon_deg: 0..360 (degrees_east).
       sigma: model levels (top to bottom) for 4-d fields.
       attrs: global attributes to add.
+      member: ensemble member numbers (a ``member`` dimension, CF ``realization``), or None.
     """
     coords = {
         "time": ("time", np.asarray(hours, dtype=np.float64),
@@ -158,11 +161,17 @@ def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_de
         coords["plev"] = ("plev", np.asarray(plev, dtype=np.float64),
                           {"standard_name": "air_pressure", "long_name": "pressure",
                            "units": "Pa", "positive": "down", "axis": "Z"})
+    if member is not None:
+        coords["member"] = ("member", np.asarray(member, dtype=np.int32),
+                            {"standard_name": "realization", "long_name": "ensemble member",
+                             "units": "1", "comment": "member 0 is the unperturbed control"})
     level_dim = "plev" if plev is not None else "sigma"
+    lead = ("time",) if member is None else ("time", "member")
     data_vars = {}
     for name, values in fields.items():
         values = np.asarray(values)
-        dims = ("time", "lat", "lon") if values.ndim == 3 else ("time", level_dim, "lat", "lon")
+        spatial = values.ndim - len(lead)
+        dims = lead + (("lat", "lon") if spatial == 2 else (level_dim, "lat", "lon"))
         data_vars[name] = (dims, values, dict(ATTRIBUTES.get(name, {})))
     ds = xr.Dataset(data_vars, coords=coords)
     ds.attrs.update({"Conventions": "CF-1.8", "source": "diffesm"})
@@ -181,21 +190,28 @@ def _encoding(ds: xr.Dataset) -> dict:
 @dataclasses.dataclass(frozen=True)
 class GridCoordinates:
     """Coordinates of a writer's fields: latitudes ascending (degrees_north), longitudes
-    0..360 (degrees_east), and sigma (model levels) or plev (Pa) for 3-d fields."""
+    0..360 (degrees_east), and sigma (model levels) or plev (Pa) for 3-d fields; ``member``:
+    the ensemble member numbers when the fields have a member axis (first after time)."""
 
     lat: np.ndarray
     lon: np.ndarray
     sigma: np.ndarray | None = None
     plev: np.ndarray | None = None
+    member: np.ndarray | None = None
 
     def dataset(self, fields: Mapping[str, np.ndarray], hours: np.ndarray,
                 attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
         return snapshot_dataset(to_cmip(fields), hours, self.lat, self.lon, sigma=self.sigma,
-                                attrs=attrs, plev=self.plev)
+                                attrs=attrs, plev=self.plev, member=self.member)
 
     def point(self, index: tuple) -> dict[str, float]:
-        """Coordinates of grid point ``index`` ((lat, lon) or (level, lat, lon)) of a field."""
-        out = {"lat": float(self.lat[index[-2]]), "lon": float(self.lon[index[-1]])}
+        """Coordinates of grid point ``index`` ((lat, lon) or (level, lat, lon), after the
+        member index for ensembles) of a field."""
+        out = {}
+        if self.member is not None:
+            out["member"] = int(self.member[index[0]])
+            index = index[1:]
+        out.update({"lat": float(self.lat[index[-2]]), "lon": float(self.lon[index[-1]])})
         if len(index) == 3:
             levels, name = (self.plev, "plev") if self.plev is not None else (self.sigma, "sigma")
             out[name] = float(levels[index[0]]) if levels is not None else int(index[0])

@@ -154,7 +154,8 @@ class RestartWriter(Callback):
         self.identity = dict(identity or {})
 
     def __call__(self, sim, result):
-        restart_files.write_restart(self.path, jax.device_get(result.carry), result.step,
+        restart_files.write_restart(self.path, jax.device_get(sim.unpadded(result.carry)),
+                                    result.step,
                                     sim.dt, self.identity)
 
 
@@ -215,6 +216,10 @@ class Simulation:
       snapshots_per_chunk: snapshots (at the writers' common interval) per compiled chunk.
       inject_nan: test hook ``(step, path)``: the carry leaves whose pytree path contains
         ``path`` become NaN at that step.
+      layout: how the carry is spread over devices (``esm.core.parallel.BatchLayout`` for
+        ensemble members, ``LevelLayout``), or None (one device). A padded batch is padded
+        after the initial or restart carry is made and unpadded before anything is written:
+        restart files and outputs hold exactly the model's members, whatever the device count.
 
     ``request_stop()`` (e.g. from a signal handler) ends the run with ``Interrupted`` before
     the first chunk or at the next chunk boundary, after that chunk's output and restart
@@ -225,8 +230,9 @@ class Simulation:
     def __init__(self, model: Model, n_steps: int, writers: Sequence[Writer] = (),
                  callbacks: Sequence[Callback] = (), restart: str | None = None,
                  identity: dict | None = None, snapshots_per_chunk: int = 24,
-                 inject_nan: tuple[int, str] | None = None):
+                 inject_nan: tuple[int, str] | None = None, layout: Any = None):
         self.model = model
+        self.layout = layout
         self.dt = float(model.dt)
         self.n_steps = int(n_steps)
         if self.n_steps < 1:
@@ -276,6 +282,8 @@ class Simulation:
         ok = healthy & jnp.all(finite)
         newly = healthy & ~jnp.all(finite)
         carry = jax.tree.map(lambda new, old: jnp.where(ok, new, old), carry, g.carry)
+        if self.layout is not None:
+            carry = self.layout.constrain(carry)
         return _Guarded(carry, jnp.where(ok, g.step + 1, g.step),
                         jnp.where(newly, g.step + 1, g.bad_step),
                         jnp.where(newly, ~finite, g.bad_fields))
@@ -350,7 +358,14 @@ class Simulation:
             plan.append((leftover, 1))
         return plan
 
-    def _write(self, steps: np.ndarray, outputs, keep: np.ndarray | None = None) -> None:
+    def unpadded(self, carry):
+        """The carry without the layout's padding (what restart files hold)."""
+        return carry if self.layout is None else self.layout.unpad(carry)
+
+    def _write(self, steps: np.ndarray, outputs, keep: np.ndarray | None = None,
+               padded: bool = True) -> None:
+        if padded and self.layout is not None:  # snapshots are (time, batch, ...)
+            outputs = self.layout.unpad(outputs, axis=1)
         for writer, fields in zip(self.writers, outputs):
             sel = (steps % writer.every == 0) | (steps == self.end_step)
             if keep is not None:
@@ -385,8 +400,12 @@ class Simulation:
             start = 0
         self.start_step = self.step = start
         self.end_step = self.n_steps
-        g = _Guarded(carry, jnp.asarray(start, jnp.int32), jnp.asarray(-1, jnp.int32),
-                     jnp.zeros((len(self.field_names),), bool))
+        counters = (jnp.asarray(start, jnp.int32), jnp.asarray(-1, jnp.int32),
+                    jnp.zeros((len(self.field_names),), bool))
+        if self.layout is not None:
+            carry = self.layout.place(self.layout.pad(carry))
+            counters = jax.device_put(counters, self.layout.replicated)
+        g = _Guarded(carry, *counters)
         for cb in self.callbacks:
             cb.start(self)
         run_seconds = 0.0
@@ -402,7 +421,7 @@ class Simulation:
                 initial = jax.jit(lambda x: tuple(w.fields(x, jnp.asarray(0, jnp.int32))
                                                   for w in self.writers))(m.initial_state)
                 self._write(np.array([0]), [{k: np.asarray(v)[None] for k, v in f.items()}
-                                            for f in initial])
+                                            for f in initial], padded=False)
             for save_every, n_saves in plan:
                 fn = self._compiled_chunk(save_every, n_saves, g, m.params)
                 t0 = time.perf_counter()
@@ -429,6 +448,7 @@ class Simulation:
                     raise self._interrupted(start)
             completed = True
         finally:
+            self.final_carry = g.carry
             for cb in self.callbacks:
                 cb.finish(self)
             if completed or blew_up:
@@ -436,11 +456,17 @@ class Simulation:
                     writer.assemble()
         wall = time.perf_counter() - wall0
         steps_run = self.end_step - start
+        placement = {}
+        if self.layout is not None:  # read off the arrays, not the plan
+            leaf = jax.tree.leaves(g.carry)[0]
+            placement = {"devices": len(leaf.sharding.device_set),
+                         "shard_shape": list(leaf.sharding.shard_shape(leaf.shape)),
+                         "global_shape": list(leaf.shape)}
         days = steps_run * self.dt / SECONDS_PER_DAY
         return {
             "status": "ok", "steps": self.end_step, "steps_this_run": steps_run,
             "simulated_days": self.end_step * self.dt / SECONDS_PER_DAY,
             "wall_seconds": wall, "compile_seconds": self.compile_seconds,
             "sim_days_per_second": days / max(run_seconds, 1e-9),
-            "error": None, "final_step": self.step,
+            "error": None, "final_step": self.step, **placement,
         }
