@@ -9,6 +9,8 @@ or time statistics.
 from __future__ import annotations
 
 import dataclasses
+import math
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -156,6 +158,8 @@ def build_problem(cfg: Mapping) -> Built:
         raise ConfigError(f"calibration.checkpoint={checkpoint!r}; choose one of "
                           f"{', '.join(rollout.CHECKPOINT_POLICIES)}")
     levels = int(_get(cfg, "calibration.checkpoint_levels", 2))
+    checkpoints = _get(cfg, "calibration.checkpoints")
+    checkpoints = None if checkpoints is None else int(checkpoints)
     obs = _get(cfg, "observations", {}) or {}
     variables = dict(obs.get("variables") or {})
     if not variables:
@@ -243,7 +247,7 @@ def build_problem(cfg: Mapping) -> Built:
         initial_states = jax.tree.map(lambda *xs: jnp.stack(xs), *starts)
         forward = WindowForward(stepper, operator, initial_states, n_steps, every,
                                 checkpoint=checkpoint, levels=levels,
-                                layout=window_layout(cfg, count))
+                                layout=window_layout(cfg, count), checkpoints=checkpoints)
         meta.update(windows=count, window_hours=n_steps * dt / 3600.0,
                     observe_every_hours=every * dt / 3600.0)
     elif kind == "statistics":
@@ -258,7 +262,8 @@ def build_problem(cfg: Mapping) -> Built:
         forward = StatisticsForward(stepper, operator, setup.initial_state, spin, sample,
                                     max(n_samples, 1),
                                     variances=tuple(s.get("variances") or ()),
-                                    checkpoint=checkpoint, levels=levels)
+                                    checkpoint=checkpoint, levels=levels,
+                                    checkpoints=checkpoints)
         meta.update(spinup_days=spin * dt / 86400.0, average_days=n_samples * sample * dt / 86400.0)
     else:
         raise ConfigError(f"observations.kind={kind!r}; choose windows or statistics")
@@ -288,4 +293,51 @@ def build_problem(cfg: Mapping) -> Built:
         observed = {k: observed[k] + noise[k] for k in observed}
     problem = CalibrationProblem(free, forward, observed, errors, weights,
                                  use_prior=bool(_get(cfg, "calibration.prior", True)))
+    budget = _get(cfg, "calibration.memory_budget_gb")
+    if budget is not None:
+        problem, plan = plan_memory(cfg, problem, z0, float(budget))
+        meta["memory_plan"] = plan
     return Built(setup, problem, operator, z0, truth, kind, meta)
+
+
+def rollout_steps(forward) -> int:
+    """Steps of one rollout of the forward map (the gradient's length)."""
+    if isinstance(forward, WindowForward):
+        return forward.n_steps
+    return forward.spinup_steps + forward.n_samples * forward.sample_every
+
+
+def plan_memory(cfg: Mapping, problem: CalibrationProblem, z0, budget_gb: float):
+    """The problem under the checkpoint policy that ``esm.core.memory`` chooses for
+    ``calibration.memory_budget_gb`` and ``calibration.max_recompute`` (reverse-mode
+    methods; Gauss–Newton's forward mode and EKI store no residuals: their policy is kept
+    and the plan says so). ConfigError naming the smallest budget when none fits."""
+    from esm.core.memory import GIB, BudgetTooSmall, plan_checkpointing
+
+    method = str(_get(cfg, "calibration.method", "gauss_newton"))
+    if method in ("gauss_newton", "eki"):
+        return problem, {"policy": problem.forward.checkpoint, "note": (
+            f"calibration.method={method} takes no reverse-mode gradient; the budget does "
+            "not change its checkpointing")}
+    max_recompute = int(_get(cfg, "calibration.max_recompute", 3))
+
+    def temp_bytes(policy, c):
+        loss = problem.with_policy(policy, c).loss
+        compiled = jax.jit(jax.value_and_grad(loss)).lower(z0).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    try:
+        plan = plan_checkpointing(temp_bytes, rollout_steps(problem.forward),
+                                  budget_gb * GIB, max_recompute)
+    except BudgetTooSmall as e:
+        raise ConfigError(
+            f"calibration.memory_budget_gb={budget_gb:g} is too small for this gradient "
+            f"within calibration.max_recompute={max_recompute} forwards; the smallest budget "
+            f"that works is calibration.memory_budget_gb="
+            f"{math.ceil(e.smallest_bytes / GIB * 1000) / 1000:.3f} (or raise "
+            "calibration.max_recompute)") from None
+    print(f"esm-calibrate: {plan.describe()}", file=sys.stderr)
+    return problem.with_policy(plan.policy, plan.checkpoints), {
+        "policy": plan.policy, "checkpoints": plan.checkpoints, "forwards": plan.forwards,
+        "temp_bytes": plan.temp_bytes, "budget_bytes": plan.budget_bytes,
+        "measured_bytes": plan.measured, "model_bytes": plan.model}

@@ -80,7 +80,7 @@ class GaussNewton:
 
     def _step(self, state):
         z, lam = state["z"], state["damping"]
-        res = self.problem.residuals
+        res = self.problem.forward_mode().residuals
         jac, r = jax.jacfwd(lambda x: _with_value(res(x)), has_aux=True)(z)
         loss = 0.5 * jnp.sum(r * r)
         g = matmul(jac.T, r)
@@ -275,7 +275,8 @@ def laplace_posterior(problem, z) -> dict[str, np.ndarray]:
     """Gauss–Newton/Laplace posterior at ``z``: covariance (J^T J)^(-1) of the unconstrained
     parameters (J: Jacobian of all whitened residuals, prior included when on), standard
     deviations, correlation matrix, and the singular values of J."""
-    jac = np.asarray(jax.jit(jax.jacfwd(problem.residuals))(z), dtype=np.float64)
+    jac = np.asarray(jax.jit(jax.jacfwd(problem.forward_mode().residuals))(z),
+                     dtype=np.float64)
     singular = np.linalg.svd(jac, compute_uv=False)
     h = jac.T @ jac
     cov = np.linalg.pinv(h)

@@ -129,6 +129,7 @@ class WindowForward:
     checkpoint: str = "step"
     levels: int = 2
     layout: Any = None  # esm.core.parallel.BatchLayout of the windows, or None (one device)
+    checkpoints: int | None = None  # carries kept by the binomial policy
 
     def __call__(self, params):
         st, eq = self.stepper, self.stepper.equation
@@ -140,7 +141,7 @@ class WindowForward:
             carry = st.init(x0, params)
             _, obs = rollout.integrate(st.step, carry, params, self.n_steps, self.save_every,
                                        checkpoint=self.checkpoint, levels=self.levels,
-                                       observe=observe)
+                                       observe=observe, checkpoints=self.checkpoints)
             return obs
 
         if self.layout is None:
@@ -167,19 +168,22 @@ class StatisticsForward:
     variances: tuple[str, ...] = ()
     checkpoint: str = "nested"
     levels: int = 2
+    checkpoints: int | None = None
 
     def __call__(self, params):
         st, eq = self.stepper, self.stepper.equation
         carry = st.init(self.initial_state, params)
         carry = rollout.advance(st.step, carry, params, self.spinup_steps,
-                                checkpoint=self.checkpoint, levels=self.levels)
+                                checkpoint=self.checkpoint, levels=self.levels,
+                                checkpoints=self.checkpoints)
 
         def observe(c):
             return self.operator(eq, st.current(c))
 
         _, samples = rollout.integrate(st.step, carry, params, self.n_samples * self.sample_every,
                                        self.sample_every, checkpoint=self.checkpoint,
-                                       levels=self.levels, observe=observe)
+                                       levels=self.levels, observe=observe,
+                                       checkpoints=self.checkpoints)
         out = {k: jnp.mean(v, axis=0) for k, v in samples.items()}
         for k in self.variances:
             out[f"{k}_variance"] = jnp.var(samples[k], axis=0)
@@ -226,6 +230,19 @@ class CalibrationProblem:
     def prior_mask(self) -> np.ndarray:
         return np.isfinite(self.free.prior_width) if self.use_prior else np.zeros(
             self.free.size, bool)
+
+    def with_policy(self, checkpoint: str, checkpoints: int | None = None) -> "CalibrationProblem":
+        """The same problem with the forward map's rollouts under another checkpoint policy."""
+        forward = dataclasses.replace(self.forward, checkpoint=checkpoint, checkpoints=checkpoints)
+        return dataclasses.replace(self, forward=forward)
+
+    def forward_mode(self) -> "CalibrationProblem":
+        """The problem for forward-mode derivatives (``jax.jacfwd``): the binomial policy has
+        no JVP, and forward mode stores nothing, so its rollouts take the plain scan."""
+        policy = getattr(self.forward, "checkpoint", "none")
+        if rollout.forward_mode_policy(policy) == policy:
+            return self
+        return self.with_policy(rollout.forward_mode_policy(policy))
 
     def predictions(self, z):
         return self.forward(self.free.to_params(z))

@@ -8,6 +8,7 @@ vs 10 K), started from the defaults.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -102,10 +103,13 @@ def test_pressure_levels_outside_the_column_are_masked(x64):
 # ------------------------------------------------------------------------------ gradients
 def test_loss_gradient_matches_finite_differences_for_all_policies(x64):
     """d loss / dz along a random direction vs centred differences (float64), 12-hour window,
-    at a point away from the kinks (T_min floor, sigma_b), for none, step and nested."""
+    at a point away from the kinks (T_min floor, sigma_b), for none, step, nested and
+    binomial (5 checkpoints for the window's 24 steps: recomputation happens)."""
     grads = {}
-    for policy in ("none", "step", "nested"):
-        cfg = calibrate_config(f"calibration.checkpoint={policy}", "observations.windows.count=1",
+    for policy in ("none", "step", "nested", "binomial"):
+        extra = ["calibration.checkpoints=5"] if policy == "binomial" else []
+        cfg = calibrate_config(f"calibration.checkpoint={policy}", *extra,
+                               "observations.windows.count=1",
                                "observations.windows.hours=12",
                                "observations.windows.observe_every_hours=6")
         built = build_problem(cfg)
@@ -120,6 +124,75 @@ def test_loss_gradient_matches_finite_differences_for_all_policies(x64):
         ad = float(g @ direction)
         assert abs(ad - fd) <= 1e-5 * abs(fd), (policy, ad, fd)
         np.testing.assert_allclose(g, grads["none"], rtol=1e-10, atol=1e-12 * np.abs(g).max())
+
+
+def test_binomial_gradient_equals_per_step_over_one_day(x64):
+    """The twin's 1-day window (48 steps), binomial with 7 checkpoints (C(9, 2) = 36 < 48:
+    three sweeps) vs the per-step policy: the same gradient to 1e-12 relative."""
+    grads = {}
+    for policy, extra in (("step", []), ("binomial", ["calibration.checkpoints=7"])):
+        cfg = calibrate_config(f"calibration.checkpoint={policy}", *extra,
+                               "observations.windows.count=1", "observations.windows.hours=24")
+        built = build_problem(cfg)
+        assert built.problem.forward.n_steps == 48
+        grads[policy] = np.asarray(jax.jit(jax.grad(built.problem.loss))(built.z0 + 0.05))
+    assert np.linalg.norm(grads["binomial"] - grads["step"]) <= 1e-12 * np.linalg.norm(grads["step"])
+
+
+def test_memory_planner_choices_and_too_small_budget(x64):
+    """esm.core.memory on the gradient of a 2000-step shallow-water rollout (compilation
+    only): a budget above the plain scan's temporaries takes it; one between the per-step
+    policy and the plain scan takes per-step; one below per-step takes binomial, verified
+    within the budget; one below everything raises with the smallest budget that works."""
+    from esm.atmosphere import cases
+    from esm.core import rollout, time_integration
+    from esm.core.memory import BudgetTooSmall, plan_checkpointing
+    from esm.core.spherical_harmonics import SphericalHarmonicGrid
+
+    grid = SphericalHarmonicGrid.from_name("t21", dtype="float64")
+    case = cases.williamson6(grid, hyperdiffusion_order=2)
+    stepper = time_integration.make_stepper("leapfrog", case.equation, 1200.0)
+    params = {"hyperdiffusion": {"timescale": jnp.asarray(6 * 3600.0)}}
+    n = 2000
+
+    def temp_bytes(policy, c):
+        def loss(x):
+            final = rollout.advance(stepper.step, stepper.init(x, params), params, n,
+                                    checkpoint=policy, checkpoints=c)
+            return jnp.sum(stepper.current(final).geopotential ** 2)
+        compiled = jax.jit(jax.grad(loss)).lower(case.initial_state).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    none, step = temp_bytes("none", None), temp_bytes("step", None)
+    assert step < none
+    plan = plan_checkpointing(temp_bytes, n, 1.01 * none)
+    assert plan.policy == "none" and plan.temp_bytes <= 1.01 * none
+    plan = plan_checkpointing(temp_bytes, n, 0.5 * (step + none))
+    assert plan.policy == "step"
+    budget = 0.5 * step
+    plan = plan_checkpointing(temp_bytes, n, budget)
+    assert plan.policy == "binomial" and plan.temp_bytes <= budget, plan
+    assert plan.forwards <= 3 and math.comb(plan.checkpoints + plan.forwards - 1,
+                                            plan.forwards - 1) >= n
+    assert plan.temp_bytes == temp_bytes("binomial", plan.checkpoints)  # verified, not modelled
+    with pytest.raises(BudgetTooSmall) as info:
+        plan_checkpointing(temp_bytes, n, 1e3)
+    smallest = info.value.smallest_bytes
+    assert plan_checkpointing(temp_bytes, n, smallest).temp_bytes <= smallest
+    assert "smallest that works" in str(info.value)
+
+
+def test_memory_budget_too_small_exits_2_naming_the_budget(tmp_path, capsys, x64):
+    from calibration.cli import calibrate_main
+
+    code = calibrate_main(["run.progress=false", "experiment=twin_held_suarez",
+                           "calibration.method=adam", "calibration.memory_budget_gb=0.0001",
+                           f"hydra.run.dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+    assert "calibration.memory_budget_gb=0.0001 is too small" in err
+    assert "smallest budget that works is calibration.memory_budget_gb=0.0" in err
 
 
 # ------------------------------------------------------------------------ twin experiments

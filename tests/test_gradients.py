@@ -58,8 +58,10 @@ def _make_loss(grid, stepper, x0):
         def observe(c):
             return grid.to_nodal(stepper.current(c).geopotential) / constants.GRAVITY
 
-        _, heights = rollout.integrate(stepper.step, carry, params, N_STEPS, SAVE_EVERY,
-                                       checkpoint=checkpoint, levels=levels, observe=observe)
+        _, heights = rollout.integrate(
+            stepper.step, carry, params, N_STEPS, SAVE_EVERY, checkpoint=checkpoint,
+            levels=levels, observe=observe,
+            checkpoints=levels if checkpoint == "binomial" else None)
         assert heights.shape == (N_STEPS // SAVE_EVERY,) + grid.nodal_shape
         return jnp.mean(grid.mean(heights**2)) / norm
 
@@ -139,10 +141,12 @@ def test_forward_mode_equals_reverse_mode(x64):
     assert abs(float(tangent_x) / _dot(gx, d) - 1) <= 1e-10
 
 
-@pytest.mark.parametrize("checkpoint, levels", [("step", 2), ("nested", 2)])
+@pytest.mark.parametrize("checkpoint, levels", [("step", 2), ("nested", 2), ("binomial", 5),
+                                               ("binomial", 100)])
 def test_checkpoint_policies_give_same_gradient(x64, checkpoint, levels):
-    """Gradients under 'step' and 'nested' equal 'none' to 1e-12 relative (the policies
-    change only what is stored; measured 2e-16 for both). More nesting levels and odd lengths
+    """Gradients under 'step', 'nested' and 'binomial' (5 checkpoints for 72 steps: 3
+    forwards; 100 >= 72: every carry kept) equal 'none' to 1e-12 relative (the policies
+    change only what is stored; measured 2e-16). More nesting levels and odd lengths
     are covered, on a cheap step function, in test_rollout.py."""
     value0, gx0, gt0 = _reverse("none")
     value, gx, gt = _reverse(checkpoint, levels)

@@ -55,7 +55,7 @@ def _assert_tree_close(actual, expected, rtol):
         assert np.max(np.abs(a - e)) <= rtol * np.max(np.abs(e)), np.max(np.abs(a - e))
 
 
-@pytest.mark.parametrize("checkpoint", ["none", "step", "nested"])
+@pytest.mark.parametrize("checkpoint", ["none", "step", "nested", "binomial"])
 def test_integrate_matches_python_loop(x64, checkpoint):
     """Final leapfrog carry (both time levels) and the 4 snapshots equal the loop to 1e-13
     (max norm per field, relative; measured 1.1e-14, in the small divergence field)."""
@@ -173,3 +173,31 @@ def test_bad_save_every_raises(n_steps, save_every):
         rollout.integrate(_toy_step, _toy_carry(), 1.0, n_steps, save_every)
     message = str(info.value)
     assert f"save_every={save_every}" in message and f"n_steps={n_steps}" in message
+
+
+@pytest.mark.parametrize("checkpoints", [1, 2, 5, 40])
+@pytest.mark.parametrize("n_steps, save_every", [(1, 1), (7, 7), (13, 1), (16, 4)])
+def test_binomial_gradient_equals_plain_scan(x64, n_steps, save_every, checkpoints):
+    """The binomial policy (equinox's checkpointed scan, snapshots in write-only buffers)
+    gives the plain scan's gradient w.r.t. the initial carry and the parameter to 1e-13,
+    with fewer checkpoints than steps (recomputation) and more (none)."""
+    def loss(x, p, checkpoint):
+        carry = {"x": x, "k": jnp.asarray(0, jnp.int32)}
+        final, snaps = rollout.integrate(_toy_step, carry, p, n_steps, save_every,
+                                         checkpoint=checkpoint, checkpoints=checkpoints)
+        return jnp.sum(final["x"] ** 2) + jnp.sum(jnp.cos(snaps["x"]) * jnp.arange(5.0))
+
+    x0 = jnp.linspace(-1.0, 1.0, 5)
+    plain = jax.grad(loss, argnums=(0, 1))(x0, 1.3, "none")
+    binomial = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)(x0, 1.3, "binomial")
+    np.testing.assert_allclose(np.asarray(binomial[0]), np.asarray(plain[0]), rtol=1e-13,
+                               atol=1e-14)
+    assert abs(float(binomial[1]) - float(plain[1])) <= 1e-13 * abs(float(plain[1]))
+
+
+@pytest.mark.parametrize("n, c, r", [(11, 10, 1), (12, 10, 2), (66, 10, 2), (67, 10, 3),
+                                     (4800, 200, 2), (4800, 20, 4)])
+def test_binomial_forwards(n, c, r):
+    """r = least repetition number with beta(c, r) = C(c + r, r) >= n (Griewank & Walther
+    2000, eq. 2): C(11, 1) = 11, C(12, 2) = 66."""
+    assert rollout.binomial_forwards(n, c) == r

@@ -181,6 +181,7 @@ class Policy(enum.Enum):
     none = "none"
     step = "step"
     nested = "nested"
+    binomial = "binomial"
 
 
 @dataclass
@@ -211,6 +212,9 @@ class CalibrationConfig:
     tolerance: ToleranceConfig = field(default_factory=ToleranceConfig)
     checkpoint: Policy = Policy.step
     checkpoint_levels: int = field(default=2, metadata=_range(1, None, example=2))
+    checkpoints: Optional[int] = field(default=None, metadata=_range(1, None, example=100))
+    memory_budget_gb: Optional[float] = positive(None, 4)
+    max_recompute: int = field(default=3, metadata=_range(1, None, example=3))
     damping: float = positive(1e-3, 1e-3)
     learning_rate: float = positive(0.05, 0.05)
     clip_norm: float = positive(10.0, 10)
@@ -474,6 +478,17 @@ def no_effect(values: Mapping, user_keys: list[str]) -> None:
         if key in ("dynamics.robert", "dynamics.williams") and run.get("stepper") != "leapfrog":
             raise ConfigError(f"{key} applies to run.stepper=leapfrog only (this run has "
                               f"run.stepper={run.get('stepper')}); remove it")
+        calibration = values.get("calibration") or {}
+        if hit("calibration.checkpoints") and calibration.get("checkpoint") != "binomial":
+            raise ConfigError(f"{key} applies to calibration.checkpoint=binomial only (this "
+                              f"job has calibration.checkpoint={calibration.get('checkpoint')}); "
+                              "add calibration.checkpoint=binomial or remove it")
+        if hit("calibration.max_recompute") and calibration.get("memory_budget_gb") is None:
+            raise ConfigError(f"{key} is read by the memory planner only; add "
+                              "calibration.memory_budget_gb=GB or remove it")
+        if "calibration" in values and (hit("ensemble") or hit("parallel.levels")):
+            raise ConfigError(f"{key} applies to esm-run only (calibration windows are spread "
+                              "over the devices by parallel.devices); remove it")
         if hit("observations.file") and obs.get("source") != "file":
             raise ConfigError(f"observations.file={obs.get('file')} has no effect with "
                               f"observations.source={obs.get('source')}; add "

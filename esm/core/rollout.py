@@ -19,11 +19,22 @@ nested     k nested scans of length ~ n^(1/k), each level      k - 1 extra forwa
            (k - 1) n^(1/k) states + n^(1/k) steps' residuals
 =========  =================================================  =======================
 
+binomial   ``checkpoints`` = c carries, placed by the          the fewest possible for
+           optimal binomial (revolve) schedule of Griewank      c: r forwards while
+           & Walther (2000, ACM TOMS 26, 19–45):                n <= C(c + r, r)
+           memory ~ c states, independent of n
+=========  =================================================  =======================
+
 In all policies the snapshots returned for saving are kept (they are outputs), i.e. one
-state per save; for long gradient windows save only what the loss needs.
+state per save; for long gradient windows save only what the loss needs. The binomial
+policy writes them into write-only buffers of the checkpointed scan, so they are not
+checkpoints themselves.
 The nested scheme is the recursive checkpointing of Griewank (1992, Optim. Methods Softw.
-1, 35–54) with uniform splitting; the optimal binomial schedule (Griewank & Walther 2000)
-is a later policy.
+1, 35–54) with uniform splitting. The binomial policy is ``equinox.internal.scan(...,
+kind="checkpointed")`` (pinned in pyproject.toml: its author calls it semi-public,
+diffrax#522), whose online treeverse schedule matches offline revolve while
+n <= (c + 1)(c + 2) / 2. It is reverse-mode only: forward mode (Gauss–Newton's ``jacfwd``)
+takes the plain scan (``forward_mode_policy``), which stores nothing anyway.
 """
 
 from __future__ import annotations
@@ -34,7 +45,60 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-CHECKPOINT_POLICIES = ("none", "step", "nested")
+CHECKPOINT_POLICIES = ("none", "step", "nested", "binomial")
+
+
+def forward_mode_policy(checkpoint: str) -> str:
+    """The policy to use under forward-mode differentiation (``jax.jvp``/``jacfwd``):
+    ``binomial`` has a custom VJP and no JVP; forward mode stores no residuals, so the plain
+    scan is what it needs."""
+    return "none" if checkpoint == "binomial" else checkpoint
+
+
+def binomial_forwards(n_steps: int, checkpoints: int) -> int:
+    """The repetition number of the optimal binomial schedule with ``checkpoints`` = c
+    carries over ``n_steps`` steps: the least r with beta(c, r) = C(c + r, r) >= n (Griewank
+    & Walther 2000, eq. 2): no step is advanced more than r times before its adjoint (which
+    recomputes it once with its residuals, as every policy's does). r = 1: nothing is
+    recomputed (c + 1 >= n)."""
+    c = max(int(checkpoints), 1)
+    r = 1
+    while math.comb(c + r, r) < n_steps:
+        r += 1
+    return r
+
+
+def _binomial(body, carry, length: int, checkpoints: int | None, saves=None):
+    """``length`` steps as one checkpointed scan; ``saves`` = (every, observe, template)
+    fills write-only buffers with ``observe(carry)`` after every ``every``-th step."""
+    import equinox.internal as eqxi
+    from equinox.internal._loop.common import _Buffer, buffer_at_set
+
+    c = checkpoints if checkpoints is None else max(1, min(int(checkpoints), length))
+    if saves is None:
+        final, _ = eqxi.scan(lambda x, _: (body(x), None), carry, None, length=length,
+                             kind="checkpointed", checkpoints=c)
+        return final, None
+    every, observe, template = saves
+    n_saves = length // every
+    buffers = jax.tree.map(lambda t: jnp.zeros((n_saves,) + t.shape, t.dtype), template)
+
+    def f(state, i):
+        x, buf = state
+        x = body(x)
+        done = i + 1
+        save = done % every == 0
+        # observe only on saving steps (a cond: the scan's VJP recomputes per step anyway)
+        obs = jax.lax.cond(save, observe, lambda _: jax.tree.map(
+            lambda t: jnp.zeros(t.shape, t.dtype), template), x)
+        slot = jnp.maximum(done // every - 1, 0)
+        buf = jax.tree.map(lambda b, o: buffer_at_set(b, slot, o, pred=save), buf, obs,
+                           is_leaf=lambda b: isinstance(b, _Buffer))
+        return (x, buf), None
+
+    (final, buf), _ = eqxi.scan(f, (carry, buffers), jnp.arange(length), kind="checkpointed",
+                                checkpoints=c, buffers=lambda state: state[1])
+    return final, buf
 
 
 def _scan_steps(body, carry, length: int):
@@ -72,8 +136,9 @@ def _nested(body, carry, length: int, levels: int, top: bool = True):
 
 
 def advance(step: Callable, carry, params, n_steps: int, checkpoint: str = "none",
-            levels: int = 2):
-    """Apply ``step(carry, params)`` ``n_steps`` times under a checkpoint policy."""
+            levels: int = 2, checkpoints: int | None = None):
+    """Apply ``step(carry, params)`` ``n_steps`` times under a checkpoint policy
+    (``checkpoints``: the carries the binomial policy keeps; None: ~sqrt(n))."""
     if checkpoint not in CHECKPOINT_POLICIES:
         raise ValueError(
             f"unknown checkpoint policy {checkpoint!r}; choose one of "
@@ -84,6 +149,8 @@ def advance(step: Callable, carry, params, n_steps: int, checkpoint: str = "none
 
     if checkpoint == "none":
         return _scan_steps(body, carry, n_steps)
+    if checkpoint == "binomial":
+        return _binomial(body, carry, n_steps, checkpoints)[0] if n_steps else carry
     if checkpoint == "step":
         # inside scan the CSE barrier is not needed (jax.checkpoint docs); without it the
         # rematerialised step is ~10 % cheaper on XLA:CPU (T21 L20 HS, 10-day gradient)
@@ -93,7 +160,7 @@ def advance(step: Callable, carry, params, n_steps: int, checkpoint: str = "none
 
 def integrate(step: Callable, carry, params, n_steps: int, save_every: int | None = None,
               checkpoint: str = "none", levels: int = 2,
-              observe: Callable[[Any], Any] | None = None):
+              observe: Callable[[Any], Any] | None = None, checkpoints: int | None = None):
     """Integrate ``n_steps`` steps, saving ``observe(carry)`` every ``save_every`` steps.
 
     Args:
@@ -105,18 +172,23 @@ def integrate(step: Callable, carry, params, n_steps: int, save_every: int | Non
       checkpoint: ``"none"``, ``"step"`` or ``"nested"`` (see module docstring).
       levels: number of levels for ``"nested"``.
       observe: function of the carry giving what is saved (default: the carry).
+      checkpoints: carries kept by ``"binomial"`` (None: ~sqrt(n_steps)).
 
     Returns:
       ``(final_carry, snapshots)``; snapshots stack ``n_steps // save_every`` outputs along
       a new leading axis (``None`` when ``save_every`` is ``None``).
     """
     if save_every is None:
-        return advance(step, carry, params, n_steps, checkpoint, levels), None
+        return advance(step, carry, params, n_steps, checkpoint, levels, checkpoints), None
     if save_every <= 0 or n_steps % save_every:
         raise ValueError(
             f"n_steps={n_steps} is not a positive multiple of save_every={save_every}")
     observe = observe or (lambda c: c)
     n_saves = n_steps // save_every
+    if checkpoint == "binomial" and n_steps:
+        template = jax.eval_shape(observe, carry)
+        return _binomial(lambda c: step(c, params), carry, n_steps, checkpoints,
+                         saves=(save_every, observe, template))
 
     def segment(c, _):
         c = advance(step, c, params, save_every, checkpoint, levels)
