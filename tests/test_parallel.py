@@ -33,8 +33,10 @@ def test_ensemble_members_sharded_over_four_devices_match_one_device(tmp_path):
     assert r["visible_devices"] == 4
     for n in (4, 3):
         m = r[f"m{n}"]
-        # read off the carry's arrays: the padded batch of 4 split one member per device
-        assert m["devices"] == 4 and m["global_shape"][0] == 4 and m["shard_shape"][0] == 1
+        # read off the carry's arrays (vorticity: level, member, 2, M, L): the padded batch
+        # of 4 split one member per device
+        assert m["devices"] == 4 and m["global_shape"][:2] == [20, 4]
+        assert m["shard_shape"][:2] == [20, 1]
         assert m["member_size"] == n and m["members"] == list(range(n))
         assert m["one_device_summary_devices"] is None
         for var, d in m["diffs"].items():

@@ -394,8 +394,10 @@ def build_ensemble(cfg: Mapping, setup: ModelSetup, members: int, first: int) ->
     report = dict(setup.report, members=members, first_member=first)
     identity = dict(setup.identity, ensemble=f"{members} from {first}, seed {seed}, "
                                              f"amplitude {amplitude:g}")
+    batch = _get(cfg, "ensemble.batch")
+    stepper = ensemble.EnsembleStepper(setup.stepper, group=None if batch is None else int(batch))
     return dataclasses.replace(
-        setup, stepper=ensemble.EnsembleStepper(setup.stepper), initial_state=initial,
+        setup, stepper=stepper, initial_state=initial,
         output=ensemble.members_output(setup.output), members=numbers, report=report,
         identity=identity)
 
@@ -434,4 +436,10 @@ def build_layout(cfg: Mapping, setup: ModelSetup):
         return parallel.LevelLayout(levels, devices)
     if setup.members is None or len(devices) == 1:
         return None
-    return parallel.BatchLayout(len(setup.members), devices)
+    if _get(cfg, "ensemble.batch") is not None:
+        raise ConfigError(f"ensemble.batch={_get(cfg, 'ensemble.batch')} groups members on one "
+                          f"device, but the members are spread over {len(devices)} devices; "
+                          "remove ensemble.batch or set parallel.devices=1")
+    from esm.core.ensemble import member_axis
+
+    return parallel.BatchLayout(len(setup.members), devices, axis_of=member_axis)

@@ -144,6 +144,7 @@ class EnsembleConfig:
     seed: int = field(default=0, metadata=_range(0, None, example=0))
     amplitude: float = positive(0.1, 0.1)
     first_member: int = field(default=0, metadata=_range(0, None, example=0))
+    batch: Optional[int] = field(default=None, metadata=_range(1, None, example=4))
 
 
 @dataclass

@@ -6,15 +6,20 @@ spread over devices (threefry draws are partitionable: ``jax_threefry_partitiona
 Member 0 is the control and is not perturbed (as ECMWF's ensemble control member), so a
 one-member run is the deterministic run.
 
-``EnsembleStepper`` steps all members in one compiled function: the member axis becomes a
-batch axis of every field (``jax.vmap``), so the spectral transforms see it as one more
-leading axis of their batched matrix products; the parameters are shared.
+``EnsembleStepper`` steps all members in one compiled function (``jax.vmap``; the
+parameters are shared). The member axis is folded into the fields' batch: it sits right
+after the level axis of 3-d fields (level, member, 2, M, L) and first in every other leaf,
+so the vertical matrix products (``einsum("kj,j...->k...")``) and the transforms see one
+larger contiguous batch instead of a leading member axis that XLA would transpose around
+every product (on XLA:CPU a member-first layout made 16 members 1.5x slower than 16
+single runs; benchmarks/scale.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -47,23 +52,82 @@ def spectral_noise(grid, key: jax.Array, leading: tuple[int, ...], amplitude: fl
     return coefficients * (amplitude / rms)
 
 
+#: leaves with at least this many dimensions once batched are level-stacked spectral fields
+#: (level, member, 2, M, L): their member axis is 1
+_LEVEL_FIELD_NDIM = 5
+
+
+def member_axis(batched_leaf) -> int:
+    """Where the member axis of a leaf of a stacked ensemble pytree is (see module doc)."""
+    return 1 if getattr(batched_leaf, "ndim", 0) >= _LEVEL_FIELD_NDIM else 0
+
+
+def _axis_for_single(leaf) -> int:
+    return 1 if getattr(leaf, "ndim", 0) >= _LEVEL_FIELD_NDIM - 1 else 0
+
+
+def stack_members(trees):
+    """Stack one-member pytrees into the ensemble layout (member axis per ``member_axis``)."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs, axis=_axis_for_single(xs[0])), *trees)
+
+
+def member_count(tree) -> int:
+    """Members in an ensemble pytree."""
+    leaf = jax.tree.leaves(tree)[0]
+    return int(leaf.shape[member_axis(leaf)])
+
+
+def select_member(tree, index: int):
+    """Member ``index`` (position in the stack) of an ensemble pytree."""
+    return jax.tree.map(lambda x: jnp.take(x, index, axis=member_axis(x)), tree)
+
+
 def perturbed_members(state, perturb, seed: int, members: int, first: int = 0):
-    """``members`` initial states stacked on a leading axis: member ``first + i`` is
+    """``members`` initial states stacked in the ensemble layout: member ``first + i`` is
     ``perturb(state, member_key(seed, first + i))``, member 0 the unperturbed ``state``."""
     out = []
     for index in range(int(first), int(first) + int(members)):
         out.append(state if index == 0 else perturb(state, member_key(seed, index)))
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *out)
+    return stack_members(out)
+
+
+def group_size(members: int, most: int | None) -> int:
+    """The largest divisor of ``members`` that is at most ``most`` (None: all members)."""
+    if most is None or most >= members:
+        return members
+    return max(d for d in range(1, int(most) + 1) if members % d == 0)
+
+
+def _split_groups(tree, group: int):
+    """(groups, ...) stacks of ``group`` members each, member axes kept per leaf."""
+    def one(x):
+        a = member_axis(x)
+        n = x.shape[a]
+        x = x.reshape(x.shape[:a] + (n // group, group) + x.shape[a + 1:])
+        return jnp.moveaxis(x, a, 0)
+    return jax.tree.map(one, tree)
+
+
+def _join_groups(tree):
+    """The inverse of ``_split_groups``."""
+    def one(x):
+        a = 1 if x.ndim - 1 >= _LEVEL_FIELD_NDIM else 0  # member axis inside a group
+        x = jnp.moveaxis(x, 0, a)  # (..., groups, group, ...)
+        return x.reshape(x.shape[:a] + (x.shape[a] * x.shape[a + 1],) + x.shape[a + 2:])
+    return jax.tree.map(one, tree)
 
 
 class EnsembleStepper(AbstractStepper):
-    """Steps a stack of members (leading axis of every carry leaf) with one inner stepper;
-    the parameters are shared by all members."""
+    """Steps a stack of members (ensemble layout) with one inner stepper; the parameters are
+    shared by all members. ``group``: members stepped together in one batch (a ``lax.map``
+    runs the groups one after another inside the step; None: all at once). On XLA:CPU
+    groups of about 4 at T21 keep the working set in cache (benchmarks/scale.py)."""
 
     inner: AbstractStepper
+    group: int | None = eqx.field(static=True, default=None)
 
-    def __init__(self, inner: AbstractStepper):
-        self.inner = inner
+    def __init__(self, inner: AbstractStepper, group: int | None = None):
+        self.inner, self.group = inner, group
         self.equation, self.dt = inner.equation, inner.dt
 
     @property
@@ -71,16 +135,31 @@ class EnsembleStepper(AbstractStepper):
         return self.inner.order
 
     def init(self, state, params):
-        return jax.vmap(self.inner.init, in_axes=(0, None))(state, params)
+        return vmap_members(self.inner.init, state, params)
 
     def step(self, carry, params):
-        return jax.vmap(self.inner.step, in_axes=(0, None))(carry, params)
+        members = member_count(carry)
+        group = group_size(members, self.group)
+        if group == members:
+            return vmap_members(self.inner.step, carry, params)
+        groups = _split_groups(carry, group)
+        out = jax.lax.map(lambda c: vmap_members(self.inner.step, c, params), groups)
+        return _join_groups(out)
 
     def current(self, carry):
-        return jax.vmap(self.inner.current)(carry)
+        return vmap_members(lambda c, _: self.inner.current(c), carry, None)
+
+
+def vmap_members(fn, tree, shared, member_first: bool = False):
+    """``fn(one_member, shared)`` applied to every member of ``tree`` (ensemble layout); the
+    result in the ensemble layout, or member first in every leaf with ``member_first``."""
+    in_axes = jax.tree.map(member_axis, tree)
+    one = jax.eval_shape(lambda t, s: fn(select_member(t, 0), s), tree, shared)
+    out_axes = jax.tree.map(lambda x: 0 if member_first else _axis_for_single(x), one)
+    return jax.vmap(fn, in_axes=(in_axes, None), out_axes=out_axes)(tree, shared)
 
 
 def members_output(output) -> Any:
     """``output(state, step)`` of one member made a function of the stacked members (member
-    axis first in every field)."""
-    return jax.vmap(output, in_axes=(0, None))
+    axis first in every output field)."""
+    return lambda state, step: vmap_members(output, state, step, member_first=True)

@@ -16,7 +16,7 @@ solve) become collectives that the partitioner inserts.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,8 +38,11 @@ class BatchLayout:
       mesh: the one-dimensional mesh, axis name ``batch``.
     """
 
-    def __init__(self, size: int, devices: Sequence[Any] | None = None):
+    def __init__(self, size: int, devices: Sequence[Any] | None = None,
+                 axis_of: Callable[[Any], int] | None = None):
         devices = list(jax.devices() if devices is None else devices)
+        #: the batch axis of a leaf (``esm.core.ensemble.member_axis`` for ensembles)
+        self.axis_of = axis_of or (lambda x: 0)
         if size < 1:
             raise ValueError(f"a batch of {size} entries cannot be laid out; give at least 1")
         self.size = int(size)
@@ -53,34 +56,44 @@ class BatchLayout:
     def n_devices(self) -> int:
         return len(self.devices)
 
-    def _is_batched(self, x) -> bool:
-        return hasattr(x, "shape") and len(x.shape) >= 1 and x.shape[0] == self.padded
+    def _sharding(self, x):
+        shape = getattr(x, "shape", ())
+        axis = self.axis_of(x)
+        if len(shape) > axis and shape[axis] == self.padded:
+            return NamedSharding(self.mesh, PartitionSpec(*([None] * axis + ["batch"])))
+        return self.replicated
 
     def pad(self, tree):
-        """Every leaf (leading axis ``size``) padded to ``padded`` with its last entry."""
+        """Every leaf (``size`` entries along its batch axis) padded to ``padded`` with
+        copies of its last entry."""
         extra = self.padded - self.size
         if not extra:
             return tree
 
         def one(x):
-            if x.shape[0] != self.size:
-                raise ValueError(f"leaf of leading size {x.shape[0]} is not a batch of "
-                                 f"{self.size}")
-            tail = jnp.repeat(x[-1:], extra, axis=0)
-            return jnp.concatenate([x, tail], axis=0)
+            axis = self.axis_of(x)
+            if x.shape[axis] != self.size:
+                raise ValueError(f"leaf of shape {x.shape} is not a batch of {self.size} "
+                                 f"along axis {axis}")
+            last = jax.lax.slice_in_dim(x, self.size - 1, self.size, axis=axis)
+            return jnp.concatenate([x, jnp.repeat(last, extra, axis=axis)], axis=axis)
         return jax.tree.map(one, tree)
 
-    def unpad(self, tree, axis: int = 0):
-        """The first ``size`` entries along ``axis`` of every leaf (numpy or jax)."""
+    def unpad(self, tree, axis: int | None = None):
+        """The first ``size`` entries along each leaf's batch axis (or along ``axis``, e.g.
+        1 for snapshots stacked (time, batch, ...)), numpy or jax."""
         if self.padded == self.size:
             return tree
-        return jax.tree.map(lambda x: x[(slice(None),) * axis + (slice(0, self.size),)], tree)
+
+        def one(x):
+            a = self.axis_of(x) if axis is None else axis
+            return x[(slice(None),) * a + (slice(0, self.size),)]
+        return jax.tree.map(one, tree)
 
     def shardings(self, tree):
-        """A sharding per leaf: batched along the leading axis where it has ``padded``
+        """A sharding per leaf: split along its batch axis where that has ``padded``
         entries, replicated otherwise."""
-        return jax.tree.map(lambda x: self.batched if self._is_batched(x) else self.replicated,
-                            tree)
+        return jax.tree.map(self._sharding, tree)
 
     def place(self, tree):
         """The leaves put on the mesh (``jax.device_put`` with ``shardings``)."""
@@ -109,7 +122,7 @@ class LevelLayout:
     def pad(self, tree):
         return tree
 
-    def unpad(self, tree, axis: int = 0):
+    def unpad(self, tree, axis: int | None = None):
         return tree
 
     def shardings(self, tree):
