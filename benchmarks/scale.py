@@ -223,17 +223,18 @@ def part_memory(rows, args):
 
 def part_binomial(rows, args):
     s = held_suarez("t21", 20, 1)
-    n100, n10 = round(100 * 86400 / s.dt), round(10 * 86400 / s.dt)
-    c = 200
+    n100 = round(args.binomial_days * 86400 / s.dt)
+    n10 = round(args.binomial_days / 10 * 86400 / s.dt)
+    c = args.checkpoints
     step_temp, _ = temp_bytes(s, n100, "step")
     binomial_temp, _ = temp_bytes(s, n100, "binomial", c)
     binomial10_temp, _ = temp_bytes(s, n10, "binomial", c)
-    row = {"part": "binomial", "steps": n100, "checkpoints": c,
+    row = {"part": "binomial", "days": args.binomial_days, "steps": n100, "checkpoints": c,
            "forwards": 1 + rollout.binomial_forwards(n100, c),
            "step_temp_MiB": step_temp / 2**20, "binomial_temp_MiB": binomial_temp / 2**20,
-           "binomial_10day_temp_MiB": binomial10_temp / 2**20,
+           "binomial_tenth_length_temp_MiB": binomial10_temp / 2**20,
            "temp_ratio_vs_step": binomial_temp / step_temp,
-           "temp_ratio_100_vs_10_days": binomial_temp / binomial10_temp}
+           "temp_ratio_vs_tenth_length": binomial_temp / binomial10_temp}
     print(json.dumps(row), flush=True)
     if not args.skip_wall:
         fns = {"step": gradient_fn(s, n100, "step"), "binomial": gradient_fn(s, n100, "binomial", c)}
@@ -263,6 +264,8 @@ def main():
     ap.add_argument("--resolutions", default="t21,t31,t42,t63,t85,t106,t170")
     ap.add_argument("--rss", action="store_true", help="peak RSS of a subprocess (memory)")
     ap.add_argument("--skip-wall", action="store_true", help="binomial: memory only")
+    ap.add_argument("--binomial-days", type=float, default=100.0)
+    ap.add_argument("--checkpoints", type=int, default=200)
     ap.add_argument("--json", help="write the rows to this file")
     args = ap.parse_args()
     ensemble.check_partitionable_rng()

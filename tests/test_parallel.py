@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).with_name("parallel_checks.py")
@@ -71,3 +72,80 @@ def test_calibration_loss_and_gradient_sharded_over_windows(tmp_path):
     r = run_check(tmp_path, "calibration")
     assert r["devices"] == [4, None]
     assert r["loss_rel"] <= 1e-10 and r["grad_rel"] <= 1e-10, r
+
+
+# ------------------------------------------------------------------------------ multi-host
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_processes(tmp_path: Path, run_dir: Path, days: float, tag: str,
+                  timeout: float = 300) -> list[Path]:
+    """``esm-run`` as 2 processes (jax.distributed, coordinator 127.0.0.1 on a free port, 2
+    CPU devices each); each in its own session so that a timeout kills both (and all their
+    threads). Returns the processes' fault-point traces."""
+    import signal
+
+    port = free_port()
+    code = "import sys; from esm.app.cli import run_main; sys.exit(run_main(sys.argv[1:]))"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    procs, traces = [], []
+    for pid in range(2):
+        trace = tmp_path / f"{tag}_trace{pid}.txt"
+        traces.append(trace)
+        args = ["experiment=held_suarez", "resolution=t21", f"run.days={days}",
+                "ensemble.members=4", "precision=float64", "run.progress=false",
+                f"hydra.run.dir={run_dir}", "parallel.distributed=true",
+                "parallel.cpu_devices=2", f"parallel.coordinator=127.0.0.1:{port}",
+                "parallel.num_processes=2", f"parallel.process_id={pid}",
+                "parallel.init_timeout_seconds=120"]
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", code, *args], env=dict(env, DIFFESM_FAULT_TRACE=str(trace)),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True))
+    try:
+        outs = [p.communicate(timeout=timeout)[0] for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("the two processes did not finish in time; both were killed")
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-3000:]
+    return traces
+
+
+def test_two_processes_match_one_and_only_process_0_writes(tmp_path, x64):
+    """2 processes x 2 CPU devices: the 4-member ensemble equals a one-process run to 1e-10;
+    process 1 passes no file-writing fault point (only the chunk points), process 0 writes
+    everything; a restart written by the 2 processes is continued by 1 process to the
+    uninterrupted result."""
+    import xarray as xr
+
+    from esm.app.cli import run_main
+
+    traces = two_processes(tmp_path, tmp_path / "two", 1.0, "full")
+    common = ["experiment=held_suarez", "resolution=t21", "ensemble.members=4",
+              "precision=float64", "run.progress=false"]
+    assert run_main(common + ["run.days=1", f"hydra.run.dir={tmp_path / 'one'}"]) == 0
+    two = xr.open_dataset(tmp_path / "two" / "output.nc").load()
+    one = xr.open_dataset(tmp_path / "one" / "output.nc").load()
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["devices"] == 4
+    for v in one.data_vars:
+        diff = float(np.linalg.norm(two[v] - one[v]) / np.linalg.norm(one[v]))
+        assert diff <= 1e-10, (v, diff)
+    points = [{line.split()[0] for line in t.read_text().splitlines()} for t in traces]
+    assert {"atomic.before_write", "atomic.before_rename", "output.mid_assembly"} <= points[0]
+    assert points[1] == {"driver.mid_chunk"}  # process 1 ran the chunks and wrote nothing
+    # a restart of 2 processes, continued by 1
+    two_processes(tmp_path, tmp_path / "resumed", 0.5, "half")
+    assert run_main(common + ["run.days=1", f"hydra.run.dir={tmp_path / 'resumed'}"]) == 0
+    resumed = xr.open_dataset(tmp_path / "resumed" / "output.nc").load()
+    for v in one.data_vars:
+        diff = float(np.linalg.norm(resumed[v] - one[v]) / np.linalg.norm(one[v]))
+        assert diff <= 1e-10, (v, diff)

@@ -196,6 +196,38 @@ def _configure_jax(precision: str, compilation_cache=None) -> None:
         jax.config.update("jax_compilation_cache_dir", str(folder))
 
 
+def configure_devices(parallel: dict | None) -> None:
+    """Devices and processes from ``parallel.*``, before JAX starts its backends:
+    ``cpu_devices`` (``jax_num_cpu_devices``) and, with ``distributed=true``,
+    ``jax.distributed.initialize`` with CPU collectives over gloo. The coordinator address,
+    process count and process id come from the config or, left null, from the launcher
+    (SLURM, Open MPI: JAX's cluster detection). ConfigError when the processes do not meet
+    within ``init_timeout_seconds``."""
+    import jax
+
+    from esm.app.build import ConfigError
+
+    parallel = parallel or {}
+    if parallel.get("cpu_devices") is not None:
+        jax.config.update("jax_num_cpu_devices", int(parallel["cpu_devices"]))
+    if not parallel.get("distributed"):
+        return
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    address = parallel.get("coordinator")
+    try:
+        jax.distributed.initialize(
+            coordinator_address=address, num_processes=parallel.get("num_processes"),
+            process_id=parallel.get("process_id"),
+            initialization_timeout=int(parallel.get("init_timeout_seconds", 300)))
+    except Exception as e:  # JAX raises RuntimeError/ValueError with long gRPC texts
+        text = " ".join(str(e).split())[:200]
+        raise ConfigError(f"parallel.distributed=true: the processes did not connect "
+                          f"(parallel.coordinator={address}, num_processes="
+                          f"{parallel.get('num_processes')}, process_id="
+                          f"{parallel.get('process_id')}): {text}; start every process with "
+                          "the same coordinator and a free port") from None
+
+
 def _cfg_flag(argv: list[str]) -> tuple[list[str], str | None]:
     """``--cfg job`` (print the resolved config and exit) taken out of ``argv``."""
     out, what = [], None
@@ -237,6 +269,7 @@ def run_main(argv: list[str] | None = None) -> int:
         run_dir = runs.explicit_run_dir(argv) or str(runs.default_run_dir(values))
         runs.check_writable(run_dir)
         _configure_jax(values["precision"], values["run"].get("compilation_cache"))
+        configure_devices(values.get("parallel"))
     except ConfigError as e:
         return _fail(str(e))
     if _SIGNALS:
@@ -279,11 +312,16 @@ def _run(plain: dict, run_dir: str) -> int:
     from esm.driver.simulation import (BlowUp, DriverError, HealthCheck, Interrupted,
                                        ProgressBar, RestartWriter, Simulation, whole_steps)
 
+    import contextlib
+
+    import jax
+
     run_path = Path(run_dir)
     summary_path = run_path / "summary.json"
     t0 = time.perf_counter()
     run = plain["run"]
     out = plain["output"]
+    primary = jax.process_index() == 0  # with several processes only process 0 writes files
     try:
         setup = build_model(plain)
         identity = {"experiment": setup.experiment, "resolution": plain["resolution"]["name"],
@@ -311,7 +349,7 @@ def _run(plain: dict, run_dir: str) -> int:
         return _interrupted_early()
     ident = runs.identity(plain)
     try:
-        lock = runs.RunLock(run_path)
+        lock = runs.RunLock(run_path) if primary else contextlib.nullcontext()
         lock.__enter__()
     except runs.Locked as e:
         return _fail(str(e))
@@ -345,6 +383,8 @@ def _run(plain: dict, run_dir: str) -> int:
         if restart:
             done = int(restart_files.read_meta(restart_files.restart_path(restart))["step"])
             if done >= n_steps and Path(restart).resolve() == own.resolve():
+                if not primary:
+                    return EXIT_OK
                 writer.start()
                 writer.resume(done)
                 writer.assemble()
@@ -358,7 +398,7 @@ def _run(plain: dict, run_dir: str) -> int:
                       f"days, run.days={days:g}); nothing to do", file=sys.stderr)
                 return EXIT_OK
         callbacks = [RestartWriter(run_path / RESTART_NAME, identity), HealthCheck()]
-        if bool(run.get("progress", True)):
+        if bool(run.get("progress", True)) and primary:
             callbacks.append(ProgressBar(setup.experiment))
         inject = os.environ.get("DIFFESM_INJECT_NAN")  # test hook: STEP:FIELD
         if inject:
@@ -368,10 +408,11 @@ def _run(plain: dict, run_dir: str) -> int:
                          restart=str(restart) if restart else None, identity=identity,
                          snapshots_per_chunk=int(out.get("snapshots_per_file", 24)),
                          inject_nan=inject or None, layout=layout)
-        run_path.mkdir(parents=True, exist_ok=True)
-        files.remove_temporary_files(run_path)
-        files.atomic_write_text(run_path / "config.yaml",
-                                OmegaConf.to_yaml(OmegaConf.create(plain)))
+        if primary:
+            run_path.mkdir(parents=True, exist_ok=True)
+            files.remove_temporary_files(run_path)
+            files.atomic_write_text(run_path / "config.yaml",
+                                    OmegaConf.to_yaml(OmegaConf.create(plain)))
     except (ConfigError, DriverError, RestartMismatch) as e:
         lock.__exit__(None, None, None)
         return _fail(str(e))
@@ -382,6 +423,8 @@ def _run(plain: dict, run_dir: str) -> int:
         raise
 
     def failed(status: str, error: str, steps=None, simulated_days=None, **extra) -> None:
+        if not primary:
+            return
         files.atomic_write_json(summary_path, {
             "status": status, "steps": steps, "simulated_days": simulated_days,
             "wall_seconds": time.perf_counter() - t0, "compile_seconds": sim.compile_seconds,
@@ -393,7 +436,8 @@ def _run(plain: dict, run_dir: str) -> int:
             sim.request_stop()
         summary = sim.run()
         summary = {**setup.report, **summary}
-        files.atomic_write_json(summary_path, summary)
+        if primary:
+            files.atomic_write_json(summary_path, summary)
     except (ConfigError, DriverError, RestartMismatch, FileNotFoundError) as e:
         return _fail(str(e))
     except Interrupted as e:

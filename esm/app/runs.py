@@ -27,7 +27,9 @@ from esm.app.build import ConfigError
 
 #: keys that may change when a run is continued (not part of its identity)
 RUN_VOLATILE = ("run.days", "run.progress", "run.restart", "run.timestamped",
-                "run.compilation_cache", "parallel.devices")
+                "run.compilation_cache", "parallel.devices", "parallel.cpu_devices",
+                "parallel.distributed", "parallel.coordinator", "parallel.num_processes",
+                "parallel.process_id", "parallel.init_timeout_seconds")
 LOCK_NAME = ".lock"
 
 

@@ -151,6 +151,12 @@ class EnsembleConfig:
 class ParallelConfig:
     devices: Optional[int] = field(default=None, metadata=_range(1, None, example=4))
     levels: bool = False
+    cpu_devices: Optional[int] = field(default=None, metadata=_range(1, None, example=2))
+    distributed: bool = False
+    coordinator: Optional[str] = None
+    num_processes: Optional[int] = field(default=None, metadata=_range(1, None, example=2))
+    process_id: Optional[int] = field(default=None, metadata=_range(0, None, example=0))
+    init_timeout_seconds: int = field(default=300, metadata=_range(1, None, example=300))
 
 
 @dataclass
@@ -487,7 +493,14 @@ def no_effect(values: Mapping, user_keys: list[str]) -> None:
         if hit("calibration.max_recompute") and calibration.get("memory_budget_gb") is None:
             raise ConfigError(f"{key} is read by the memory planner only; add "
                               "calibration.memory_budget_gb=GB or remove it")
-        if "calibration" in values and (hit("ensemble") or hit("parallel.levels")):
+        parallel = values.get("parallel") or {}
+        if any(hit(f"parallel.{k}") for k in ("coordinator", "num_processes", "process_id",
+                                               "init_timeout_seconds")) \
+                and not parallel.get("distributed"):
+            raise ConfigError(f"{key} applies to multi-process runs only; add "
+                              "parallel.distributed=true or remove it")
+        if "calibration" in values and (hit("ensemble") or hit("parallel.levels")
+                                        or hit("parallel.distributed")):
             raise ConfigError(f"{key} applies to esm-run only (calibration windows are spread "
                               "over the devices by parallel.devices); remove it")
         if hit("observations.file") and obs.get("source") != "file":

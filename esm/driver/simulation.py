@@ -68,6 +68,17 @@ class BlowUp(RuntimeError):
             f"(simulated time {simulated_days:.4f} days){where}{kept}; {hint}")
 
 
+def host(tree):
+    """``tree``'s arrays as numpy on this host. With several processes (``jax.distributed``)
+    the shards of the other processes are gathered (``multihost_utils.process_allgather``):
+    a collective, so every process calls it at the same point."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
+
+
 def whole_steps(seconds: float, dt: float, what: str,
                 fix: str = "choose a multiple of the time step (run.dt_minutes)") -> int:
     """Number of steps of ``dt`` in ``seconds``; DriverError if it is not a whole number."""
@@ -154,9 +165,9 @@ class RestartWriter(Callback):
         self.identity = dict(identity or {})
 
     def __call__(self, sim, result):
-        restart_files.write_restart(self.path, jax.device_get(sim.unpadded(result.carry)),
-                                    result.step,
-                                    sim.dt, self.identity)
+        carry = sim.unpadded(host(result.carry))  # all processes gather; process 0 writes
+        if sim.writes:
+            restart_files.write_restart(self.path, carry, result.step, sim.dt, self.identity)
 
 
 class ProgressBar(Callback):
@@ -221,6 +232,10 @@ class Simulation:
         after the initial or restart carry is made and unpadded before anything is written:
         restart files and outputs hold exactly the model's members, whatever the device count.
 
+    With several processes (``jax.distributed``) every process runs the same loop on its
+    devices' shards; the snapshots and restart carries are gathered to every process and
+    only process 0 (``writes``) writes files.
+
     ``request_stop()`` (e.g. from a signal handler) ends the run with ``Interrupted`` before
     the first chunk or at the next chunk boundary, after that chunk's output and restart
     file are written. The output is assembled when the run completes or blows up, never
@@ -233,6 +248,7 @@ class Simulation:
                  inject_nan: tuple[int, str] | None = None, layout: Any = None):
         self.model = model
         self.layout = layout
+        self.writes = jax.process_index() == 0
         self.dt = float(model.dt)
         self.n_steps = int(n_steps)
         if self.n_steps < 1:
@@ -325,7 +341,7 @@ class Simulation:
             return tuple(w.fields(state, jnp.asarray(step + 1, jnp.int32)) for w in self.writers)
 
         try:
-            outputs = jax.device_get(jax.jit(bad_fields)(carry))
+            outputs = host(jax.jit(bad_fields)(carry))
         except Exception:  # the location is a courtesy; never hide the blow-up itself
             return {}
         for writer, fields in zip(self.writers, outputs):
@@ -364,6 +380,8 @@ class Simulation:
 
     def _write(self, steps: np.ndarray, outputs, keep: np.ndarray | None = None,
                padded: bool = True) -> None:
+        if not self.writes:
+            return
         if padded and self.layout is not None:  # snapshots are (time, batch, ...)
             outputs = self.layout.unpad(outputs, axis=1)
         for writer, fields in zip(self.writers, outputs):
@@ -381,7 +399,8 @@ class Simulation:
         restart file holding the last finite state) or Interrupted."""
         m = self.model
         wall0 = time.perf_counter()
-        for writer in self.writers:
+        writers = self.writers if self.writes else []
+        for writer in writers:
             writer.start()
         if self.restart:
             carry, start = restart_files.read_restart(self.restart, self.carry_template(),
@@ -389,11 +408,11 @@ class Simulation:
             if start >= self.n_steps:
                 raise DriverError(f"the restart file is at step {start}, not before the "
                                   f"run's last step {self.n_steps}; give a longer run.days")
-            for writer in self.writers:
+            for writer in writers:
                 if hasattr(writer, "resume"):
                     writer.resume(start)
         else:
-            for writer in self.writers:
+            for writer in writers:
                 if hasattr(writer, "discard"):
                     writer.discard()
             carry = jax.jit(lambda x, p: m.stepper.init(x, p))(m.initial_state, m.params)
@@ -426,19 +445,20 @@ class Simulation:
                 fn = self._compiled_chunk(save_every, n_saves, g, m.params)
                 t0 = time.perf_counter()
                 g, (steps, outputs) = fn(g, m.params)
+                steps, outputs, step_now, bad_step, bad_mask = host(
+                    (steps, outputs, g.step, g.bad_step, g.bad_fields))
                 steps = np.asarray(steps)
-                outputs = jax.device_get(outputs)
                 run_seconds += time.perf_counter() - t0
                 faults.point("driver.mid_chunk", str(int(steps[-1])))
-                bad_step = int(g.bad_step)
+                bad_step = int(bad_step)
                 # frozen steps repeat: keep each step once, after the previous chunk's end
                 fresh = steps > self.step
                 fresh[1:] &= steps[1:] > steps[:-1]
                 if bad_step >= 0:
                     fresh &= steps < bad_step
                 self._write(steps, outputs, keep=fresh)
-                self.step = int(g.step)
-                bad = [n for n, b in zip(self.field_names, np.asarray(g.bad_fields)) if b]
+                self.step = int(step_now)
+                bad = [n for n, b in zip(self.field_names, np.asarray(bad_mask)) if b]
                 result = ChunkResult(step=self.step, steps_done=self.step - start, carry=g.carry,
                                      bad_step=bad_step, bad_fields=bad, run_seconds=run_seconds)
                 blew_up = bad_step >= 0
@@ -452,7 +472,7 @@ class Simulation:
             for cb in self.callbacks:
                 cb.finish(self)
             if completed or blew_up:
-                for writer in self.writers:
+                for writer in writers:
                     writer.assemble()
         wall = time.perf_counter() - wall0
         steps_run = self.end_step - start
@@ -460,6 +480,7 @@ class Simulation:
         if self.layout is not None:  # read off the arrays, not the plan
             leaf = jax.tree.leaves(g.carry)[0]
             placement = {"devices": len(leaf.sharding.device_set),
+                         "processes": jax.process_count(),
                          "shard_shape": list(leaf.sharding.shard_shape(leaf.shape)),
                          "global_shape": list(leaf.shape)}
         days = steps_run * self.dt / SECONDS_PER_DAY
