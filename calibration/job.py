@@ -23,6 +23,7 @@ import numpy as np
 from calibration import checkpoints, outputs
 from calibration.assembly import build_problem
 from calibration.optimizers import METHODS, laplace_posterior, make_method
+from esm.app.build import chosen_devices
 from esm.app import runs
 from esm.driver import faults
 from esm.app.build import ConfigError
@@ -124,7 +125,8 @@ class CalibrationJob:
         self._write_config()
         problem, free = built.problem, built.problem.free
         try:
-            method = make_method(self.method_name, problem, self.cfg.get("calibration", {}))
+            method = make_method(self.method_name, problem, self.cfg.get("calibration", {}),
+                                 devices=chosen_devices(self.cfg))
         except ValueError as e:
             raise ConfigError(str(e)) from None
         key = jax.random.PRNGKey(self.seed)

@@ -179,6 +179,7 @@ class EnsembleKalmanInversion:
     perturb_observations: bool = True
     step_size: float = 1.0
     inflation: float = 0.0
+    layout: Any = None  # esm.core.parallel.BatchLayout of members + 1 runs, or None
 
     def __post_init__(self):
         if self.members < 2:
@@ -198,7 +199,12 @@ class EnsembleKalmanInversion:
         ens = state["ensemble"]
         m = ens.shape[0]
         mean = jnp.mean(ens, axis=0)
-        r_all = jax.vmap(self.problem.residuals)(jnp.concatenate([mean[None], ens]))
+        points = jnp.concatenate([mean[None], ens])
+        if self.layout is None:
+            r_all = jax.vmap(self.problem.residuals)(points)
+        else:  # the mean and the members' runs along the mesh's batch axis
+            points = self.layout.constrain(self.layout.pad(points))
+            r_all = self.layout.unpad(jax.vmap(self.problem.residuals)(points))
         r_mean, r_raw = r_all[0], r_all[1:]
         ok = member_succeeded(r_raw)
         w = ok.astype(r_raw.dtype)[:, None]
@@ -251,8 +257,10 @@ class EnsembleKalmanInversion:
         return None  # the new mean is evaluated with the members of the next step
 
 
-def make_method(name: str, problem, options: dict):
-    """A method object from ``calibration.method`` and its options (config sub-dicts)."""
+def make_method(name: str, problem, options: dict, devices=None):
+    """A method object from ``calibration.method`` and its options (config sub-dicts).
+    ``devices``: with more than one, EKI spreads its members' runs over them (and its
+    problem's windows stay on each member's device)."""
     if name == "gauss_newton":
         return GaussNewton(problem, initial_damping=float(options.get("damping", 1e-3)))
     if name in ("adam", "lbfgs"):
@@ -262,7 +270,16 @@ def make_method(name: str, problem, options: dict):
                               lbfgs_memory=int(options.get("lbfgs_memory", 10)))
     if name == "eki":
         eki = options.get("eki", {}) or {}
-        return EnsembleKalmanInversion(problem, members=int(eki.get("members", 20)),
+        members = int(eki.get("members", 20))
+        layout = None
+        if devices is not None and len(devices) > 1:
+            from esm.core.parallel import BatchLayout
+
+            layout = BatchLayout(members + 1, devices)
+            if getattr(problem.forward, "layout", None) is not None:
+                problem = dataclasses.replace(
+                    problem, forward=dataclasses.replace(problem.forward, layout=None))
+        return EnsembleKalmanInversion(problem, members=members, layout=layout,
                                        spread=float(eki.get("spread", 0.5)),
                                        perturb_observations=bool(eki.get("perturb_observations",
                                                                          True)),

@@ -108,6 +108,8 @@ def calibration(out: Path) -> dict:
     import jax
 
     from calibration.assembly import build_problem
+    from calibration.optimizers import make_method
+    from esm.app.build import chosen_devices
     from esm.app.cli import compose, resolved
 
     jax.config.update("jax_enable_x64", True)
@@ -120,11 +122,17 @@ def calibration(out: Path) -> dict:
         layout = built.problem.forward.layout
         z = built.z0 + 0.05
         loss, grad = jax.jit(jax.value_and_grad(built.problem.loss))(z)
+        # one EKI iteration, its 6 + 1 runs spread over the devices (or not)
+        eki = make_method("eki", built.problem, {"eki": {"members": 6}},
+                          devices=chosen_devices(plain))
+        state = eki.step(eki.init(z, jax.random.PRNGKey(0)))
         values[name] = (float(loss), np.asarray(grad),
-                        None if layout is None else layout.n_devices)
-    (l4, g4, d4), (l1, g1, d1) = values["sharded"], values["single"]
+                        None if layout is None else layout.n_devices,
+                        np.asarray(state["ensemble"]),
+                        None if eki.layout is None else eki.layout.n_devices)
+    (l4, g4, d4, e4, k4), (l1, g1, d1, e1, k1) = values["sharded"], values["single"]
     return {"loss": [l4, l1], "loss_rel": abs(l4 - l1) / abs(l1), "grad_rel": rel(g4, g1),
-            "devices": [d4, d1]}
+            "devices": [d4, d1], "eki_rel": rel(e4, e1), "eki_devices": [k4, k1]}
 
 
 CHECKS = {"members_float64": lambda out: members(out, "float64"),

@@ -68,10 +68,12 @@ def test_level_sharded_t42_matches_unsharded(tmp_path):
     assert r["sharded"]["collectives"] and not r["single"]["collectives"]
 
 
-def test_calibration_loss_and_gradient_sharded_over_windows(tmp_path):
+def test_calibration_loss_gradient_and_eki_sharded(tmp_path):
     r = run_check(tmp_path, "calibration")
     assert r["devices"] == [4, None]
     assert r["loss_rel"] <= 1e-10 and r["grad_rel"] <= 1e-10, r
+    # an EKI iteration with its 7 runs (mean + 6 members, padded to 8) over the 4 devices
+    assert r["eki_devices"] == [4, None] and r["eki_rel"] <= 1e-10, r
 
 
 # ------------------------------------------------------------------------------ multi-host
