@@ -37,8 +37,6 @@ import datetime
 import json
 import math
 import os
-import platform
-import resource
 import subprocess
 import sys
 import time
@@ -46,35 +44,20 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from esm.app.build import build_model
-from esm.app.cli import compose, resolved
-from esm.core import ensemble, parallel, rollout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from esm.app.build import build_model  # noqa: E402
+from esm.app.cli import compose, resolved  # noqa: E402
+from esm.core import ensemble, parallel, rollout  # noqa: E402
+from primitive_equations_speed import best_time  # noqa: E402
+from primitive_equations_speed import machine as _machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def machine() -> str:
-    dev = jax.devices()[0]
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        cpu = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                   if line.startswith("Model name"))
-    except Exception:  # pragma: no cover
-        cpu = platform.processor()
-    return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__}, {len(jax.devices())} x "
-            f"{dev.platform} ({getattr(dev, 'device_kind', '')})")
-
-
-def best_time(fn, *args, repeats: int = 3) -> float:
-    jax.block_until_ready(fn(*args))
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return f"{_machine()}, {len(jax.devices())} device(s)"
 
 
 def held_suarez(resolution="t21", levels=20, members=1, precision="float32"):

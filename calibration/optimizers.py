@@ -80,7 +80,7 @@ class GaussNewton:
 
     def _step(self, state):
         z, lam = state["z"], state["damping"]
-        res = self.problem.forward_mode().residuals
+        res = forward_mode(self.problem).residuals
         jac, r = jax.jacfwd(lambda x: _with_value(res(x)), has_aux=True)(z)
         loss = 0.5 * jnp.sum(r * r)
         g = matmul(jac.T, r)
@@ -257,6 +257,12 @@ class EnsembleKalmanInversion:
         return None  # the new mean is evaluated with the members of the next step
 
 
+def forward_mode(problem):
+    """The problem to differentiate in forward mode (``CalibrationProblem.forward_mode``:
+    rollouts without the binomial policy's custom VJP); other problems as they are."""
+    return problem.forward_mode() if hasattr(problem, "forward_mode") else problem
+
+
 def make_method(name: str, problem, options: dict, devices=None):
     """A method object from ``calibration.method`` and its options (config sub-dicts).
     ``devices``: with more than one, EKI spreads its members' runs over them (and its
@@ -292,7 +298,7 @@ def laplace_posterior(problem, z) -> dict[str, np.ndarray]:
     """Gauss–Newton/Laplace posterior at ``z``: covariance (J^T J)^(-1) of the unconstrained
     parameters (J: Jacobian of all whitened residuals, prior included when on), standard
     deviations, correlation matrix, and the singular values of J."""
-    jac = np.asarray(jax.jit(jax.jacfwd(problem.forward_mode().residuals))(z),
+    jac = np.asarray(jax.jit(jax.jacfwd(forward_mode(problem).residuals))(z),
                      dtype=np.float64)
     singular = np.linalg.svd(jac, compute_uv=False)
     h = jac.T @ jac

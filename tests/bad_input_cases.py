@@ -18,6 +18,14 @@ CAL = ["resolution=t21"]
 CASES = [
     # esm-run: the cases the issue lists
     ("esm-run", ["run.dayz=1"], ["run.dayz", "run.days"]),
+    ("esm-run", ["ensemble.members=0"], ["ensemble.members", "0", ">= 1"]),
+    ("esm-run", [*HS[:2], "parallel.devices=64"], ["parallel.devices=64", "at most"]),
+    ("esm-run", [*HS[:2], "parallel.coordinator=h:1"], ["parallel.coordinator", "parallel.distributed=true"]),
+    ("esm-run", [*HS[:2], "parallel.levels=true", "levels=7", "parallel.devices=1", "ensemble.members=2"],
+     ["parallel.levels=true", "ensemble members"]),
+    ("esm-calibrate", ["calibration.checkpoints=10"], ["calibration.checkpoints", "binomial"]),
+    ("esm-calibrate", ["calibration.method=adam", "calibration.memory_budget_gb=0.0001"],
+     ["calibration.memory_budget_gb=0.0001", "smallest budget that works"]),
     ("esm-run", ["+run.dayz=1"], ["run.dayz", "run.days"]),
     ("esm-run", ["run.progress=abc"], ["run.progress", "abc", "true or false"]),
     ("esm-run", ["levels=1", *HS[:2]], ["levels", "1", "2 to 200"]),

@@ -151,3 +151,20 @@ def test_two_processes_match_one_and_only_process_0_writes(tmp_path, x64):
     for v in one.data_vars:
         diff = float(np.linalg.norm(resumed[v] - one[v]) / np.linalg.norm(one[v]))
         assert diff <= 1e-10, (v, diff)
+
+
+def test_processes_that_never_meet_exit_2_with_one_line(tmp_path):
+    """A process whose partner never starts gives up after parallel.init_timeout_seconds
+    with exit 2 and one line (JAX's own client would abort the process at its timeout)."""
+    code = "import sys; from esm.app.cli import run_main; sys.exit(run_main(sys.argv[1:]))"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "experiment=held_suarez", "resolution=t21",
+         f"hydra.run.dir={tmp_path / 'run'}", "parallel.distributed=true",
+         f"parallel.coordinator=127.0.0.1:{free_port()}", "parallel.num_processes=2",
+         "parallel.process_id=1", "parallel.init_timeout_seconds=3"],
+        env=dict(env, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert "did not connect within parallel.init_timeout_seconds=3" in lines[0]
+    assert not (tmp_path / "run").exists()

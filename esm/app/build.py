@@ -408,8 +408,9 @@ def chosen_devices(cfg: Mapping) -> list:
     wanted = _get(cfg, "parallel.devices")
     if wanted is not None:
         if int(wanted) > len(devices):
-            raise ConfigError(f"parallel.devices={wanted} but {len(devices)} devices are "
-                              f"visible; give at most {len(devices)} (or null for all)")
+            n = len(devices)
+            raise ConfigError(f"parallel.devices={wanted} but {n} device{'s are' if n != 1 else ' is'} "
+                              f"visible; give at most {n} (or null for all)")
         devices = devices[:int(wanted)]
     return devices
 

@@ -212,20 +212,34 @@ def configure_devices(parallel: dict | None) -> None:
         jax.config.update("jax_num_cpu_devices", int(parallel["cpu_devices"]))
     if not parallel.get("distributed"):
         return
+    import threading
+
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     address = parallel.get("coordinator")
+    timeout = int(parallel.get("init_timeout_seconds", 300))
+    where = (f"parallel.coordinator={address}, num_processes={parallel.get('num_processes')}, "
+             f"process_id={parallel.get('process_id')}")
+
+    def give_up():  # JAX's client aborts the process on its own timeout: answer first
+        print(f"esm-run: error: parallel.distributed=true: the other processes did not "
+              f"connect within parallel.init_timeout_seconds={timeout} ({where}); start every "
+              "process with the same coordinator and a free port", file=sys.stderr, flush=True)
+        os._exit(EXIT_BAD_INPUT)
+
+    watchdog = threading.Timer(timeout, give_up)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         jax.distributed.initialize(
             coordinator_address=address, num_processes=parallel.get("num_processes"),
-            process_id=parallel.get("process_id"),
-            initialization_timeout=int(parallel.get("init_timeout_seconds", 300)))
+            process_id=parallel.get("process_id"), initialization_timeout=timeout + 30)
     except Exception as e:  # JAX raises RuntimeError/ValueError with long gRPC texts
         text = " ".join(str(e).split())[:200]
         raise ConfigError(f"parallel.distributed=true: the processes did not connect "
-                          f"(parallel.coordinator={address}, num_processes="
-                          f"{parallel.get('num_processes')}, process_id="
-                          f"{parallel.get('process_id')}): {text}; start every process with "
-                          "the same coordinator and a free port") from None
+                          f"({where}): {text}; start every process with the same "
+                          "coordinator and a free port") from None
+    finally:
+        watchdog.cancel()
 
 
 def _cfg_flag(argv: list[str]) -> tuple[list[str], str | None]:
@@ -324,6 +338,9 @@ def _run(plain: dict, run_dir: str) -> int:
     primary = jax.process_index() == 0  # with several processes only process 0 writes files
     try:
         setup = build_model(plain)
+        layout = build_layout(plain, setup)  # refused before the run directory is made
+        if layout is not None:
+            setup.report.update(sharding="levels" if hasattr(layout, "levels") else "members")
         identity = {"experiment": setup.experiment, "resolution": plain["resolution"]["name"],
                     "levels": str(plain.get("levels")) if setup.sigma is not None or setup.plev is not None else None,
                     "precision": plain.get("precision"), "stepper": run.get("stepper")}
@@ -372,9 +389,7 @@ def _run(plain: dict, run_dir: str) -> int:
         coordinates = setup.coordinates or GridCoordinates(
             lat=np.rad2deg(grid.latitude), lon=np.rad2deg(grid.longitude), sigma=setup.sigma,
             plev=setup.plev, member=setup.members)
-        layout = build_layout(plain, setup)
-        if layout is not None:
-            setup.report.update(sharding="levels" if hasattr(layout, "levels") else "members")
+
         writer = NetCDFWriter(
             run_path, setup.output, every, coordinates, dt=setup.dt, name=setup.output_name,
             attrs={"experiment": setup.experiment, "title": setup.description,
