@@ -14,6 +14,9 @@ after a warm-up:
               and 40 days at T21 L20 for the policies none, step, nested and binomial (c = 50),
               from compilation only (``compiled.memory_analysis()``), and the peak resident
               size of a subprocess that runs the gradient (CPU only; ``--rss``).
+  planner     the memory planner (esm.core.memory) for the 100-day T21 L20 gradient at
+              budgets of 16, 1 and 0.04 GiB (0.04 with 4 and with 3 forwards at most): its
+              choice and the verified memory, or the smallest budget that would do.
   binomial    the 100-day T21 L20 gradient (4,800 steps) with c = 200 binomial checkpoints
               against the per-step policy: temporary memory of both (compilation only), of
               the 10-day binomial gradient at the same c, and wall times measured alternately
@@ -236,13 +239,47 @@ def part_binomial(rows, args):
     rows.append(row)
 
 
-PARTS = {"ensemble": part_ensemble, "resolution": part_resolution, "memory": part_memory,
+def part_planner(rows, args):
+    """esm.core.memory at three budgets for the 100-day T21 L20 gradient: the choice, its
+    verified temporary memory, and whether it is within the budget."""
+    from esm.core.memory import plan_checkpointing
+
+    s = held_suarez("t21", 20, 1)
+    n = round(args.binomial_days * 86400 / s.dt)
+    cache = {}
+
+    def temp(policy, c):
+        if (policy, c) not in cache:
+            cache[policy, c] = temp_bytes(s, n, policy, c)[0]
+        return cache[policy, c]
+
+    from esm.core.memory import BudgetTooSmall
+
+    for budget_gb, max_recompute in ((16.0, 3), (1.0, 3), (0.04, 4), (0.04, 3)):
+        try:
+            plan = plan_checkpointing(temp, n, budget_gb * 2**30, max_recompute=max_recompute)
+        except BudgetTooSmall as e:
+            row = {"part": "planner", "steps": n, "budget_GiB": budget_gb,
+                   "max_recompute": max_recompute, "error": str(e)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            continue
+        row = {"part": "planner", "steps": n, "budget_GiB": budget_gb,
+               "max_recompute": max_recompute, "policy": plan.policy,
+               "checkpoints": plan.checkpoints, "forwards": plan.forwards,
+               "temp_MiB": plan.temp_bytes / 2**20, "within_budget": plan.temp_bytes <= budget_gb * 2**30,
+               "measured_MiB": {k: v / 2**20 for k, v in plan.measured.items()}}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+
+PARTS = {"planner": part_planner, "ensemble": part_ensemble, "resolution": part_resolution, "memory": part_memory,
          "binomial": part_binomial}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default=",".join(PARTS))
+    ap.add_argument("--only", default="ensemble,resolution,memory,binomial,planner")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--resolutions", default="t21,t31,t42,t63,t85,t106,t170")
     ap.add_argument("--rss", action="store_true", help="peak RSS of a subprocess (memory)")

@@ -40,6 +40,10 @@ Common overrides:
   precision=float32|float64
   hydra.run.dir=PATH       run directory
   ocean.resolution=NAME    ocean experiments: 4deg | 2deg | 1deg (ocean.layers, ocean.<parameter>)
+  ensemble.members=N       N members (seeded perturbations, ensemble.seed, ensemble.amplitude);
+                           output gains a member dimension; members spread over the devices
+  parallel.devices=N       use the first N devices (parallel.levels=true: shard the levels)
+  parallel.distributed=true  several processes (parallel.coordinator, num_processes, process_id)
 Files written: output.nc (ocean.nc for ocean experiments), summary.json, config.yaml, restart.npz.
 Exit codes: 0 ok, 2 bad configuration, 3 numerical blow-up, 1 other errors.
 """
