@@ -31,6 +31,27 @@ def gaussian_weights(lat_deg: np.ndarray) -> np.ndarray:
     return out
 
 
+def latitude_bounds(lat_deg: np.ndarray) -> np.ndarray:
+    """(nlat, 2) cell bounds in degrees from the cumulative area weights,
+    sin(phi_{j+1/2}) = -1 + sum_{i<=j} w_i (ascending latitudes), so that each cell's area is
+    its quadrature weight and the outer bounds are +-90 (midpoints would be wrong on a Gaussian
+    grid)."""
+    lat = np.asarray(lat_deg, dtype=np.float64)
+    if np.any(np.diff(lat) <= 0):
+        raise ValueError("latitudes must be ascending")
+    edges = np.clip(np.concatenate([[-1.0], -1.0 + np.cumsum(gaussian_weights(lat))]), -1.0, 1.0)
+    edges[-1] = 1.0
+    edges = np.rad2deg(np.arcsin(edges))
+    return np.stack([edges[:-1], edges[1:]], axis=-1)
+
+
+def longitude_bounds(lon_deg: np.ndarray) -> np.ndarray:
+    """(nlon, 2) bounds of equally spaced longitudes (half a spacing either side)."""
+    lon = np.asarray(lon_deg, dtype=np.float64)
+    half = 0.5 * (360.0 / lon.size)
+    return np.stack([lon - half, lon + half], axis=-1)
+
+
 def global_mean(da: xr.DataArray) -> xr.DataArray:
     """Area-weighted mean over ``lat`` and ``lon`` (NaN, e.g. below ground, left out)."""
     w = xr.DataArray(gaussian_weights(da["lat"].values), dims="lat", coords={"lat": da["lat"]})

@@ -362,6 +362,38 @@ def build_model(cfg: Mapping) -> ModelSetup:
     return setup
 
 
+def values_used(cfg: Mapping, setup: ModelSetup) -> dict:
+    """``cfg`` with the values the built model uses where the config left them null (the
+    time step, the hyperdiffusion e-folding time, the aquaplanet's scheme list, the ocean's
+    time step), for ``config.yaml``: a run records what it ran, not ``null``."""
+    import copy
+
+    out = copy.deepcopy(dict(cfg))
+    family = str(_get(cfg, "experiment.family", ""))
+    run = out.setdefault("run", {})
+    if family == "ocean":
+        ocean = out.setdefault("ocean", {}) or {}
+        out["ocean"] = ocean
+        if ocean.get("dt_minutes") is None:
+            ocean["dt_minutes"] = setup.dt / 60.0
+    elif run.get("dt_minutes") is None:
+        run["dt_minutes"] = setup.dt / 60.0
+    if family in ("shallow_water", "primitive_equations"):
+        hyper = out.setdefault("dynamics", {}).setdefault("hyperdiffusion", {})
+        timescale = (setup.params.get("hyperdiffusion") or {}).get("timescale")
+        if hyper.get("timescale_hours") is None and timescale is not None:
+            hyper["timescale_hours"] = float(timescale) / constants.SECONDS_PER_HOUR
+    if str(_get(cfg, "experiment.case", "")) == "aquaplanet":
+        physics = out.setdefault("physics", {})
+        if physics.get("schemes") is None:
+            import parametrizations
+
+            physics["schemes"] = list(parametrizations.DEFAULT_ORDER)
+    if setup.members is not None and (out.get("ensemble") or {}).get("batch") is None:
+        out["ensemble"]["batch"] = len(setup.members)
+    return out
+
+
 def build_ensemble(cfg: Mapping, setup: ModelSetup, members: int, first: int) -> ModelSetup:
     """Members ``first .. first + members - 1`` of the ensemble around ``setup``: member k's
     temperature (3-d models, K) or height (shallow water, m) perturbed by truncated white

@@ -264,9 +264,26 @@ def _cfg_flag(argv: list[str]) -> tuple[list[str], str | None]:
     return out, what
 
 
+#: the command line of this process as given (for the files' ``history``)
+_COMMAND: list = []
+
+
+def command_line() -> str:
+    import shlex
+
+    args = _COMMAND or sys.argv[1:]
+    return " ".join(["esm-run", *map(shlex.quote, args)])
+
+
 def run_main(argv: list[str] | None = None) -> int:
     """Entry point of ``esm-run``; returns (and, as a script, exits with) the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _COMMAND[:] = argv
+    if "--version" in argv:
+        from esm import __version__
+
+        print(f"diffesm {__version__}")
+        return EXIT_OK
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE.format(experiments=" | ".join(run_experiments()),
                            resolutions=" | ".join(group_options("resolution"))))
@@ -321,7 +338,7 @@ def _run(plain: dict, run_dir: str) -> int:
     from omegaconf import OmegaConf
 
     from esm.app import runs
-    from esm.app.build import ConfigError, build_layout, build_model
+    from esm.app.build import ConfigError, build_layout, build_model, values_used
     from esm.core import constants
     from esm.driver import files
     from esm.driver import restart as restart_files
@@ -342,6 +359,7 @@ def _run(plain: dict, run_dir: str) -> int:
     primary = jax.process_index() == 0  # with several processes only process 0 writes files
     try:
         setup = build_model(plain)
+        plain = values_used(plain, setup)  # config.yaml records what the model uses
         layout = build_layout(plain, setup)  # refused before the run directory is made
         if layout is not None:
             setup.report.update(sharding="levels" if hasattr(layout, "levels") else "members")
@@ -392,13 +410,15 @@ def _run(plain: dict, run_dir: str) -> int:
         grid = setup.grid
         coordinates = setup.coordinates or GridCoordinates(
             lat=np.rad2deg(grid.latitude), lon=np.rad2deg(grid.longitude), sigma=setup.sigma,
-            plev=setup.plev, member=setup.members)
+            plev=setup.plev, member=setup.members, radius=float(grid.radius))
 
         writer = NetCDFWriter(
             run_path, setup.output, every, coordinates, dt=setup.dt, name=setup.output_name,
-            attrs={"experiment": setup.experiment, "title": setup.description,
+            attrs={"experiment": setup.experiment,
+                   "title": setup.description or f"diffesm {setup.experiment}",
                    "resolution": identity["resolution"], "precision": identity["precision"],
-                   "time_step_seconds": setup.dt})
+                   "time_step_seconds": setup.dt,
+                   **runs.provenance(plain, setup.params, command_line())})
         if restart:
             done = int(restart_files.read_meta(restart_files.restart_path(restart))["step"])
             if done >= n_steps and Path(restart).resolve() == own.resolve():

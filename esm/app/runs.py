@@ -136,3 +136,50 @@ class RunLock:
             self.file.close()
             self.file = None
         return False
+
+
+def git_commit() -> str | None:
+    """The commit of the diffesm source tree when it is a git checkout (editable install)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+        if out.returncode:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=5).stdout.strip()
+        return out.stdout.strip() + ("+modified" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(cfg: Mapping, params: Mapping, command: str) -> dict[str, str]:
+    """Global attributes that say where a file came from: diffesm version, git commit (when
+    known), the command line, CF ``history``, the config hash and every declared parameter's
+    value (``scheme.name = value``, one string)."""
+    import datetime as _dt
+
+    from esm import __version__
+
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    import numpy as np
+
+    def show(v):
+        a = np.asarray(v, dtype=np.float64)
+        return f"{float(a):.9g}" if a.size == 1 else "[" + ", ".join(f"{x:.9g}" for x in a.ravel()) + "]"
+
+    values = "; ".join(f"{scheme}.{name} = {show(v)}"
+                       for scheme, group in sorted(params.items())
+                       for name, v in sorted(group.items()))
+    out = {"diffesm_version": __version__, "command": command,
+           "history": f"{now}: {command} (diffesm {__version__})",
+           "config_hash": config_hash(identity(cfg)), "parameters": values}
+    commit = git_commit()
+    if commit:
+        out["git_commit"] = commit
+    return out

@@ -22,6 +22,8 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
+from esm.analysis import gaussian_weights, latitude_bounds, longitude_bounds
+from esm.core.constants import EARTH_RADIUS
 from esm.driver import faults
 from esm.driver.files import atomic_write, remove_temporary_files
 
@@ -127,7 +129,8 @@ def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_de
                      lon_deg: np.ndarray, sigma: np.ndarray | None = None,
                      attrs: Mapping[str, Any] | None = None,
                      plev: np.ndarray | None = None,
-                     member: np.ndarray | None = None) -> xr.Dataset:
+                     member: np.ndarray | None = None,
+                     radius: float = EARTH_RADIUS) -> xr.Dataset:
     """CF-1.8 dataset from snapshots.
 
     Args:
@@ -138,6 +141,7 @@ def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_de
       sigma: model levels (top to bottom) for 4-d fields.
       attrs: global attributes to add.
       member: ensemble member numbers (a ``member`` dimension, CF ``realization``), or None.
+      radius: sphere radius (m) of the cell areas ``areacella``.
     """
     coords = {
         "time": ("time", np.asarray(hours, dtype=np.float64),
@@ -145,17 +149,29 @@ def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_de
                   "calendar": TIME_CALENDAR, "axis": "T"}),
         "lat": ("lat", np.asarray(lat_deg, dtype=np.float64),
                 {"standard_name": "latitude", "long_name": "latitude",
-                 "units": "degrees_north", "axis": "Y"}),
+                 "units": "degrees_north", "axis": "Y", "bounds": "lat_bnds"}),
         "lon": ("lon", np.asarray(lon_deg, dtype=np.float64),
                 {"standard_name": "longitude", "long_name": "longitude",
-                 "units": "degrees_east", "axis": "X"}),
+                 "units": "degrees_east", "axis": "X", "bounds": "lon_bnds"}),
+    }
+    weights = gaussian_weights(lat_deg)  # sum 2
+    area = radius ** 2 * (2.0 * np.pi / len(lon_deg)) * weights[:, None] * np.ones(len(lon_deg))
+    cells = {
+        # Gaussian cells: sin(lat_bnds) from the cumulative quadrature weights (areas exact)
+        "lat_bnds": (("lat", "bnds"), latitude_bounds(lat_deg)),
+        "lon_bnds": (("lon", "bnds"), longitude_bounds(lon_deg)),
+        "areacella": (("lat", "lon"), area,
+                      {"standard_name": "cell_area", "long_name": "Grid-Cell Area",
+                       "units": "m2", "comment": "a^2 dlon w_j (Gaussian weight w_j); "
+                                                 f"sphere radius a = {radius:g} m"}),
     }
     if sigma is not None:
         coords["sigma"] = ("sigma", np.asarray(sigma, dtype=np.float64),
                            {"standard_name": "atmosphere_sigma_coordinate",
                             "long_name": "sigma at model layer midpoints", "units": "1",
                             "positive": "down", "axis": "Z",
-                            "formula_terms": "sigma: sigma ps: ps ptop: ptop"})
+                            "formula_terms": "sigma: sigma ps: ps ptop: ptop",
+                            "computed_standard_name": "air_pressure"})
         coords["ptop"] = ((), 0.0, {"long_name": "pressure at the model top", "units": "Pa"})
     if plev is not None:
         coords["plev"] = ("plev", np.asarray(plev, dtype=np.float64),
@@ -167,12 +183,15 @@ def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_de
                              "units": "1", "comment": "member 0 is the unperturbed control"})
     level_dim = "plev" if plev is not None else "sigma"
     lead = ("time",) if member is None else ("time", "member")
-    data_vars = {}
+    data_vars = dict(cells)
     for name, values in fields.items():
         values = np.asarray(values)
         spatial = values.ndim - len(lead)
         dims = lead + (("lat", "lon") if spatial == 2 else (level_dim, "lat", "lon"))
-        data_vars[name] = (dims, values, dict(ATTRIBUTES.get(name, {})))
+        var_attrs = dict(ATTRIBUTES.get(name, {}))
+        var_attrs.setdefault("cell_methods", "time: point")  # snapshots
+        var_attrs["cell_measures"] = "area: areacella"
+        data_vars[name] = (dims, values, var_attrs)
     ds = xr.Dataset(data_vars, coords=coords)
     ds.attrs.update({"Conventions": "CF-1.8", "source": "diffesm"})
     if attrs:
@@ -180,10 +199,17 @@ def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_de
     return ds
 
 
+#: variables of a snapshot file that are no fields: bounds and cell measures
+CELL_VARIABLES = ("lat_bnds", "lon_bnds", "areacella")
+
+
 def _encoding(ds: xr.Dataset) -> dict:
-    enc = {"time": {"dtype": "float64"}}
+    """Compressed data variables; no ``_FillValue`` on coordinates and bounds (CF 2.5.1)."""
+    enc = {name: {"_FillValue": None} for name in ds.coords}
+    enc["time"] = {"dtype": "float64", "_FillValue": None}
     for name in ds.data_vars:
-        enc[name] = {"zlib": True, "complevel": 1}
+        enc[name] = ({"_FillValue": None} if name in CELL_VARIABLES
+                     else {"zlib": True, "complevel": 1})
     return enc
 
 
@@ -198,11 +224,13 @@ class GridCoordinates:
     sigma: np.ndarray | None = None
     plev: np.ndarray | None = None
     member: np.ndarray | None = None
+    radius: float = EARTH_RADIUS
 
     def dataset(self, fields: Mapping[str, np.ndarray], hours: np.ndarray,
                 attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
         return snapshot_dataset(to_cmip(fields), hours, self.lat, self.lon, sigma=self.sigma,
-                                attrs=attrs, plev=self.plev, member=self.member)
+                                attrs=attrs, plev=self.plev, member=self.member,
+                                radius=self.radius)
 
     def point(self, index: tuple) -> dict[str, float]:
         """Coordinates of grid point ``index`` ((lat, lon) or (level, lat, lon), after the
