@@ -153,7 +153,9 @@ class ObservationOperator:
         return out
 
     def __call__(self, equation, state) -> dict[str, jnp.ndarray]:
-        fields = to_cmip(equation.output_fields(state, pressure_levels=self.plev))
+        # observed where the model has layers: no values extrapolated below the lowest one
+        fields = to_cmip(equation.output_fields(state, pressure_levels=self.plev,
+                                                below_lowest_layer=False))
         missing = [v for v in self.variables if v not in fields]
         if missing:
             raise ValueError(f"observed variable(s) {missing} are not model outputs; choose "

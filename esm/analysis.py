@@ -79,3 +79,112 @@ def ensemble_statistics(ds: xr.Dataset) -> xr.Dataset:
     result = xr.Dataset(out, attrs=dict(ds.attrs))
     result.attrs["ensemble_members"] = int(ds.sizes["member"])
     return result
+
+
+# ------------------------------------------------------------------------ means and eddies
+def zonal_mean(da: xr.DataArray) -> xr.DataArray:
+    """Mean over longitude (the zonal mean [x])."""
+    return da.mean("lon")
+
+
+def time_mean(ds):
+    """Mean over ``time`` with CF ``cell_methods`` saying so."""
+    out = ds.mean("time", keep_attrs=True)
+    if isinstance(out, xr.Dataset):
+        for name in out.data_vars:
+            if "time" in ds[name].dims:
+                out[name].attrs["cell_methods"] = "time: mean"
+    else:
+        out.attrs["cell_methods"] = "time: mean"
+    return out
+
+
+def eddy_statistics(ds: xr.Dataset) -> xr.Dataset:
+    """Transient-plus-stationary eddy statistics about the zonal mean, time averaged:
+    ``upvp`` = [u'v'], ``vpta`` = [v'T'] (when ``ta`` is present) and the eddy kinetic energy
+    ``eke`` = [(u'^2 + v'^2)/2], with x' = x - [x] (Peixoto & Oort 1992, ch. 4)."""
+    up = ds.ua - ds.ua.mean("lon")
+    vp = ds.va - ds.va.mean("lon")
+    out = {"upvp": (up * vp).mean("lon").assign_attrs(units="m2 s-2",
+                                                       long_name="zonal mean of u'v'"),
+           "eke": (0.5 * (up ** 2 + vp ** 2)).mean("lon").assign_attrs(
+               units="m2 s-2", long_name="eddy kinetic energy")}
+    if "ta" in ds:
+        tp = ds.ta - ds.ta.mean("lon")
+        out["vpta"] = (vp * tp).mean("lon").assign_attrs(units="K m s-1",
+                                                         long_name="zonal mean of v'T'")
+    result = xr.Dataset(out)
+    return time_mean(result) if "time" in result.dims else result
+
+
+# -------------------------------------------------------------------- forecast verification
+def latitude_weights(lat) -> xr.DataArray:
+    """Cell-area weights of a latitude axis normalised to mean 1 (WeatherBench 2's latitude
+    weighting; the Gaussian weights on diffesm's grids)."""
+    lat = lat if isinstance(lat, xr.DataArray) else xr.DataArray(lat, dims="lat")
+    w = gaussian_weights(lat.values)
+    return xr.DataArray(w / w.mean(), dims=lat.dims, coords=lat.coords)
+
+
+def rmse(forecast: xr.DataArray, truth: xr.DataArray, dims=("lat", "lon")) -> xr.DataArray:
+    """Area-weighted root-mean-square error over ``dims`` (Rasp et al. 2024, WeatherBench 2,
+    eq. 1)."""
+    w = latitude_weights(truth["lat"])
+    return np.sqrt(((forecast - truth) ** 2).weighted(w).mean(dims))
+
+
+def acc(forecast: xr.DataArray, truth: xr.DataArray, climatology: xr.DataArray,
+        dims=("lat", "lon")) -> xr.DataArray:
+    """Area-weighted anomaly correlation coefficient of forecast and truth anomalies from
+    ``climatology`` (WeatherBench 2, eq. 3)."""
+    w = latitude_weights(truth["lat"])
+    fa, ta = forecast - climatology, truth - climatology
+    num = (fa * ta).weighted(w).mean(dims)
+    return num / np.sqrt((fa ** 2).weighted(w).mean(dims) * (ta ** 2).weighted(w).mean(dims))
+
+
+# --------------------------------------------------------------------- energy spectrum
+def kinetic_energy_spectrum(ua: xr.DataArray, va: xr.DataArray,
+                            radius: float | None = None) -> xr.DataArray:
+    """Kinetic energy per unit mass by total wavenumber n, E(n) (m2 s-2), through the model's
+    own transforms: the vorticity and divergence of (u, v) restricted to n give
+    E(n) = a^2 / (2 n (n + 1)) <zeta_n^2 + delta_n^2> (<.>: area mean), which sums over n to
+    the area mean of (u^2 + v^2) / 2 of the truncated wind (Boer 1983, J. Atmos. Sci. 40,
+    154). ``ua``, ``va``: on a diffesm Gaussian grid (``lat`` ascending, ``lon``); other
+    dimensions are kept. Imports JAX."""
+    import jax
+    import jax.numpy as jnp
+
+    from esm.core.constants import EARTH_RADIUS
+    from esm.core.spherical_harmonics import RESOLUTIONS, SphericalHarmonicGrid
+
+    nlat = ua.sizes["lat"]
+    match = [t for t, n in RESOLUTIONS.values() if n == nlat]
+    if not match or ua.sizes["lon"] != 2 * nlat:
+        raise ValueError(f"a {nlat} x {ua.sizes['lon']} grid is not one of diffesm's Gaussian "
+                         "grids; interpolate to one first")
+    dtype = "float64" if jax.config.jax_enable_x64 else "float32"
+    grid = SphericalHarmonicGrid(truncation=match[0], nlat=nlat, nlon=2 * nlat,
+                                 radius=float(radius or EARTH_RADIUS), dtype=dtype)
+    lead = [d for d in ua.dims if d not in ("lat", "lon")]
+    u = ua.transpose(*lead, "lat", "lon").values
+    v = va.transpose(*lead, "lat", "lon").values
+    n_of = np.asarray(grid.total_wavenumber)
+    # the model's latitudes run south to north as the file's do (ascending)
+    zeta, delta = jax.jit(grid.vorticity_divergence_from_velocity)(jnp.asarray(u, dtype),
+                                                                   jnp.asarray(v, dtype))
+
+    @jax.jit
+    def band(n):
+        mask = (jnp.asarray(n_of) == n).astype(dtype)
+        z, d = grid.to_nodal(zeta * mask), grid.to_nodal(delta * mask)
+        return grid.mean(z ** 2 + d ** 2)
+
+    energies = [np.zeros(u.shape[:-2])]
+    for n in range(1, grid.truncation + 1):
+        energies.append(np.asarray(band(n)) * grid.radius ** 2 / (2.0 * n * (n + 1)))
+    values = np.stack(energies, axis=-1)
+    coords = {d: ua[d] for d in lead if d in ua.coords}
+    coords["wavenumber"] = np.arange(grid.truncation + 1)
+    return xr.DataArray(values, dims=(*lead, "wavenumber"), coords=coords,
+                        attrs={"units": "m2 s-2", "long_name": "kinetic energy by total wavenumber"})

@@ -118,11 +118,3 @@ def test_ensemble_statistics_needs_members():
     ds = xr.Dataset({"ta": (("time", "lat", "lon"), np.zeros((1, 2, 3)))})
     with pytest.raises(ValueError, match="ensemble.members"):
         analysis.ensemble_statistics(ds)
-
-
-def test_gaussian_weights_are_the_quadrature_weights():
-    nodes, weights = np.polynomial.legendre.leggauss(32)
-    lat = np.rad2deg(np.arcsin(nodes))
-    np.testing.assert_allclose(analysis.gaussian_weights(lat), weights, rtol=1e-12)
-    regular = analysis.gaussian_weights(np.linspace(-87.5, 87.5, 36))
-    assert abs(regular.sum() - 2.0) < 1e-12

@@ -135,7 +135,7 @@ def test_chunk_files_open_lazily_with_open_mfdataset(tmp_path):
 
 def test_config_yaml_records_the_values_the_model_used(outputs):
     """No null for the time step and the hyperdiffusion e-folding time (taken from the
-    resolution's defaults), and the ensemble's batch."""
+    resolution's defaults)."""
     import yaml
 
     cfg = yaml.safe_load((outputs["sigma"].parent / "config.yaml").read_text())
@@ -144,5 +144,43 @@ def test_config_yaml_records_the_values_the_model_used(outputs):
     sw = yaml.safe_load((outputs["shallow_water"].parent / "config.yaml").read_text())
     assert sw["run"]["dt_minutes"] == 30.0
     assert sw["dynamics"]["hyperdiffusion"]["timescale_hours"] == pytest.approx(24.0)
-    ens = yaml.safe_load((outputs["ensemble"].parent / "config.yaml").read_text())
-    assert ens["ensemble"]["batch"] == 2
+
+
+def test_pressure_levels_below_the_lowest_layer_and_above_the_top(tmp_path, x64):
+    """jw_steady (JW06, analytic T(eta)), surface pressure 1000 hPa: at t = 0 ``ta`` at 1000
+    hPa (the surface) is within 0.5 K of the analytic surface temperature, which holding the
+    lowest layer's value misses (at L30 the layer sits ~140 m up); six hours on, 1000 hPa is
+    missing exactly where ps < 1000 hPa (below ground). Held–Suarez at L20: no level is
+    missing everywhere (20 and 10 hPa lie above the top layer and are not written).
+
+    Measured besides: at L20 (210 m up) the 6.5 K/km extrapolation is off by up to 0.53 K
+    where JW06's near-surface lapse rate is ~4 K/km; at jw26 (60 m up) holding the lowest
+    value is off by only 0.46 K, so neither level set tells the two apart."""
+    from types import SimpleNamespace
+
+    from esm.atmosphere.cases import jw_fields
+    from esm.core.spherical_harmonics import SphericalHarmonicGrid
+
+    path = run(tmp_path, "jw", "experiment=jw_steady", "resolution=t42", "levels=30",
+               "run.days=0.25", "output.vertical=plev", "precision=float64")
+    ds = xr.open_dataset(path)
+    grid = SphericalHarmonicGrid.from_name("t42", dtype="float64")
+    analytic = jw_fields(grid, SimpleNamespace(centers=np.array([1.0])), perturb=False)[2][0]
+    start = ds.ta.isel(time=0).sel(plev=1.0e5).values
+    assert np.isfinite(start).all()
+    assert np.max(np.abs(start - analytic)) <= 0.5
+    lowest = run(tmp_path, "jw_sigma", "experiment=jw_steady", "resolution=t42", "levels=30",
+                 "run.days=0.25", "precision=float64")
+    held = xr.open_dataset(lowest).ta.isel(time=0, sigma=-1).values
+    assert np.max(np.abs(held - analytic)) > 0.5  # copying the lowest layer would not pass
+    later = ds.isel(time=-1)
+    missing = np.isnan(later.ta.sel(plev=1.0e5).values)
+    below_ground = later.ps.values < 1.0e5 * (1 - 1e-6)
+    assert below_ground.any() and (~below_ground).any()
+    np.testing.assert_array_equal(missing, below_ground)
+    np.testing.assert_array_equal(np.isnan(later.zg.sel(plev=1.0e5).values), below_ground)
+    hs = xr.open_dataset(run(tmp_path, "hs", "experiment=held_suarez", "resolution=t21",
+                             "run.days=0.5", "output.vertical=plev"))
+    assert 2000.0 not in hs.plev.values and 1000.0 not in hs.plev.values
+    for p in hs.plev.values:
+        assert np.isfinite(hs.ta.sel(plev=p).values).any(), p

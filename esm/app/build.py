@@ -266,7 +266,11 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
     vertical_output = str(_get(cfg, "output.vertical", "sigma"))
     if vertical_output not in ("sigma", "plev"):
         raise ConfigError(f"output.vertical={vertical_output!r}; choose sigma or plev")
-    plev = np.asarray(STANDARD_PRESSURE_LEVELS) if vertical_output == "plev" else None
+    plev = None
+    if vertical_output == "plev":
+        # levels above the top layer's midpoint (at 1000 hPa) would be missing everywhere
+        top = float(vertical.centers[0]) * 1.0e5
+        plev = np.asarray([p for p in STANDARD_PRESSURE_LEVELS if p >= top])
 
     def output(state, step):
         physics = None
@@ -389,8 +393,6 @@ def values_used(cfg: Mapping, setup: ModelSetup) -> dict:
             import parametrizations
 
             physics["schemes"] = list(parametrizations.DEFAULT_ORDER)
-    if setup.members is not None and (out.get("ensemble") or {}).get("batch") is None:
-        out["ensemble"]["batch"] = len(setup.members)
     return out
 
 

@@ -41,6 +41,7 @@ from esm.atmosphere import hyperdiffusion
 from esm.atmosphere.column import ColumnState
 from esm.atmosphere.coriolis import coriolis_rotated
 from esm.atmosphere.sigma_coordinates import (SigmaCoordinates, interpolate_to_pressure,
+                                              output_on_pressure_levels,
                                               vertical_advection, vertical_integrals)
 from esm.core import constants
 from esm.core.parameters import Parameter
@@ -471,11 +472,14 @@ class PrimitiveEquations(eqx.Module):
         return (self.grid.to_nodal(self.orography)[None]
                 + GAS_CONSTANT * _levels(self.vertical.geopotential_matrix, temperature))
 
-    def output_fields(self, state, pressure_levels=None, physics=None) -> dict[str, jax.Array]:
+    def output_fields(self, state, pressure_levels=None, physics=None,
+                      below_lowest_layer: bool = True) -> dict[str, jax.Array]:
         """The fields written to output, by descriptive name (the writer gives CMIP names):
         zonal_wind, meridional_wind, temperature, geopotential_height, pressure_velocity
-        (omega, Pa/s) on sigma (or on the given pressure levels in Pa, NaN below the surface
-        / above the top), the tracers by their names, and surface_pressure.
+        (omega, Pa/s) on sigma (or on the given pressure levels in Pa: below the lowest
+        layer as ``output_on_pressure_levels`` says, NaN below the ground and above the top
+        layer; with ``below_lowest_layer=False`` NaN below the lowest layer too), the
+        tracers by their names, and surface_pressure.
 
         With column physics also surface_temperature, the accumulated water fluxes
         (``precipitation_amount``, ... kg/m^2) and, given ``physics=(params, time,
@@ -489,9 +493,16 @@ class PrimitiveEquations(eqx.Module):
                   "geopotential_height": self.geopotential(d.temperature) / constants.GRAVITY,
                   "pressure_velocity": d.omega_over_p * pressure}
         fields.update(d.tracers)
-        if pressure_levels is not None:
+        if pressure_levels is not None and not below_lowest_layer:
             fields = {k: interpolate_to_pressure(x, pressure, pressure_levels)
                       for k, x in fields.items()}
+        elif pressure_levels is not None:
+            surface_height = self.grid.to_nodal(self.orography) / constants.GRAVITY
+            kinds = {"temperature": "temperature", "geopotential_height": "height"}
+            fields = {k: output_on_pressure_levels(
+                x, pressure, pressure_levels, ps, kind=kinds.get(k, "hold"),
+                surface_value=surface_height, gas_constant=GAS_CONSTANT,
+                gravity=constants.GRAVITY) for k, x in fields.items()}
         fields["surface_pressure"] = ps
         if self.column_physics is not None:
             fields["surface_temperature"] = state.surface.get(

@@ -218,3 +218,41 @@ def interpolate_to_pressure(values, pressure, levels):
 
     out = jax.vmap(column)(flat_v, flat_p)  # (N, P)
     return out.T.reshape((levels.shape[0],) + values.shape[1:])
+
+
+#: standard atmosphere lapse rate (K/m) of the extrapolation below the lowest model level
+STANDARD_LAPSE_RATE = 0.0065
+
+
+def output_on_pressure_levels(values, pressure, levels, surface_pressure, kind="hold",
+                              surface_value=None, gas_constant=287.04, gravity=9.80616):
+    """Columns on pressure levels as the major centres write them (Trenberth, Berry & Buja
+    1993, NCAR/TN-396, sec. 3, the ECMWF post-processing): linear in ln p between model
+    layers; between the lowest layer (p_K) and the surface (ps) temperature goes linearly in
+    ln p to the surface-air temperature T* = T_K (1 + gamma R/g ln(ps/p_K)) of the standard
+    lapse rate gamma = 6.5 K/km (their eq. 13), geopotential height to the surface height
+    (``surface_value``), and the other fields keep their lowest-layer values; levels below
+    the ground (p > ps) are missing (NaN), as are those above the top layer midpoint.
+
+    Args:
+      values: (K, ...) on the layers, top to bottom; pressure: (K, ...) layer pressures (Pa);
+      levels: (P,) target pressures (Pa); surface_pressure: (...) (Pa).
+      kind: ``temperature``, ``height`` (needs ``surface_value``, m) or ``hold``.
+    """
+    inside = interpolate_to_pressure(values, pressure, levels)
+    levels = jnp.asarray(levels, dtype=values.dtype).reshape((-1,) + (1,) * (values.ndim - 1))
+    p_low, x_low = pressure[-1], values[-1]
+    ps = surface_pressure
+    # at or above the ground (a relative 1e-6 of rounding counts as on it)
+    below_lowest = (levels > p_low) & (levels <= ps * (1.0 + 1e-6))
+    span = jnp.log(jnp.maximum(ps / p_low, 1.0 + 1e-12))
+    frac = jnp.clip(jnp.log(levels / p_low) / span, 0.0, 1.0)
+    if kind == "temperature":
+        surface = x_low * (1.0 + STANDARD_LAPSE_RATE * gas_constant / gravity * span)
+        extended = x_low + (surface - x_low) * frac
+    elif kind == "height":
+        extended = x_low + (surface_value - x_low) * frac
+    else:
+        extended = jnp.broadcast_to(x_low, inside.shape)
+    return jnp.where(below_lowest, extended, inside)
+
