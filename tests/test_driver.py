@@ -1,6 +1,11 @@
 """The driver: writers with their own schedules and files, callbacks, pytree-keyed files,
 atomic writes."""
 
+import json
+import os
+import subprocess
+import sys
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -97,3 +102,42 @@ def test_atomic_write_leaves_old_file_or_new_file(tmp_path):
         files.atomic_write(target, broken)
     assert target.read_text() == "old"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_chunks_sized_by_wall_time_give_the_same_output(tmp_path):
+    """run.progress_seconds=0.3 on a Held–Suarez run of > 3 s of stepping: >= 10 progress
+    updates with increasing steps, none more than twice the target apart (compiling
+    excluded), at most 2 compiled programs, and the output equal to the bit to that of
+    snapshot-sized chunks (run.progress_seconds=null)."""
+    import xarray as xr
+
+    from esm.app.cli import run_main
+
+    common = ["experiment=held_suarez", "resolution=t21", "run.days=60", "run.progress=false"]
+    assert run_main(common + ["run.progress_seconds=0.3", f"hydra.run.dir={tmp_path / 'timed'}"]) == 0
+    assert run_main(common + ["run.progress_seconds=null", f"hydra.run.dir={tmp_path / 'fixed'}"]) == 0
+    summary = json.loads((tmp_path / "timed" / "summary.json").read_text())
+    log = np.asarray(summary["progress"])
+    assert log[-1, 0] >= 3.0 and len(log) >= 10
+    assert np.all(np.diff(log[:, 1]) > 0) and log[-1, 1] == summary["steps"]
+    assert np.diff(np.concatenate([[0.0], log[:, 0]])).max() <= 2 * 0.3
+    assert summary["compile_count"] <= 2
+    timed = xr.open_dataset(tmp_path / "timed" / "output.nc")
+    fixed = xr.open_dataset(tmp_path / "fixed" / "output.nc")
+    assert timed.sizes["time"] == 61
+    for v in fixed.data_vars:
+        np.testing.assert_array_equal(timed[v].values, fixed[v].values)
+
+
+def test_progress_without_a_terminal_prints_plain_lines(tmp_path):
+    """stderr to a pipe: no bar (no carriage returns), one plain progress line at the end for
+    a short run (at most one every 30 s)."""
+    code = "import sys; from esm.app.cli import run_main; sys.exit(run_main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", code, "experiment=williamson6", "resolution=t21",
+                           "run.days=1", f"hydra.run.dir={tmp_path / 'r'}"],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "simulated days/s" in line]
+    assert any(line.startswith("williamson6: step 48/48 (1.00 days") for line in lines), proc.stderr

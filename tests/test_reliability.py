@@ -25,8 +25,10 @@ import bad_input_cases  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = "from esm.app.cli import console_entry; console_entry()"
+# chunks of 4 snapshots (1 day), not sized by time (run.progress_seconds), so that the
+# fault points are hit at known steps
 SW = ["experiment=williamson6", "resolution=t21", "run.progress=false", "output.every_hours=6",
-      "output.snapshots_per_file=4"]
+      "output.snapshots_per_file=4", "run.progress_seconds=null"]
 LINE = re.compile(r"^esm-(run|params|calibrate): error: ")
 
 

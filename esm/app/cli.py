@@ -446,7 +446,8 @@ def _run(plain: dict, run_dir: str) -> int:
         sim = Simulation(setup, n_steps, writers=[writer], callbacks=callbacks,
                          restart=str(restart) if restart else None, identity=identity,
                          snapshots_per_chunk=int(out.get("snapshots_per_file", 24)),
-                         inject_nan=inject or None, layout=layout)
+                         inject_nan=inject or None, layout=layout,
+                         progress_seconds=run.get("progress_seconds"))
         if primary:
             run_path.mkdir(parents=True, exist_ok=True)
             files.remove_temporary_files(run_path)

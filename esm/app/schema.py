@@ -78,6 +78,7 @@ class RunConfig:
     stepper: Stepper = Stepper.leapfrog
     restart: Optional[str] = None
     progress: bool = True
+    progress_seconds: Optional[float] = positive(3.0, 3)
     compilation_cache: Optional[str] = None
     timestamped: bool = False
 

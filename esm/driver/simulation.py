@@ -171,22 +171,45 @@ class RestartWriter(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm progress bar over the steps of the run, with simulated days per second."""
+    """Progress over the steps of the run with simulated days per second and the time left:
+    a tqdm bar on a terminal; otherwise (a log file, a batch job) plain lines, at most one
+    every ``every_seconds`` and one at the end."""
 
-    def __init__(self, description: str = ""):
+    def __init__(self, description: str = "", every_seconds: float = 30.0, stream=None):
+        import sys
+
         self.description = description
+        self.every_seconds = float(every_seconds)
+        self.stream = stream or sys.stderr
         self.bar = None
+        self.last_line = None
 
     def start(self, sim):
-        from tqdm.auto import tqdm
+        self.t0 = time.perf_counter()
+        if getattr(self.stream, "isatty", lambda: False)():
+            from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=sim.end_step - sim.start_step, unit="step", leave=False,
-                        desc=self.description, dynamic_ncols=True)
+            self.bar = tqdm(total=sim.end_step - sim.start_step, unit="step", leave=False,
+                            desc=self.description, dynamic_ncols=True, file=self.stream)
+        else:
+            self.last_line = self.t0
+
+    def _rate(self, sim, result) -> float:
+        return result.steps_done * sim.dt / SECONDS_PER_DAY / max(result.run_seconds, 1e-9)
 
     def __call__(self, sim, result):
-        self.bar.update(result.steps_done - self.bar.n)
-        days = result.steps_done * sim.dt / SECONDS_PER_DAY
-        self.bar.set_postfix(sim_days_per_s=f"{days / max(result.run_seconds, 1e-9):.2f}")
+        rate = self._rate(sim, result)
+        if self.bar is not None:
+            self.bar.update(result.steps_done - self.bar.n)
+            self.bar.set_postfix(sim_days_per_s=f"{rate:.2f}")
+            return
+        now = time.perf_counter()
+        if now - self.last_line >= self.every_seconds or result.step >= sim.end_step:
+            self.last_line = now
+            left = (sim.end_step - result.step) * sim.dt / SECONDS_PER_DAY / max(rate, 1e-9)
+            print(f"{self.description}: step {result.step}/{sim.end_step} "
+                  f"({result.step * sim.dt / SECONDS_PER_DAY:.2f} days, {rate:.2f} simulated "
+                  f"days/s, {left:.0f} s left)", file=self.stream, flush=True)
 
     def finish(self, sim):
         if self.bar is not None:
@@ -227,6 +250,10 @@ class Simulation:
       snapshots_per_chunk: snapshots (at the writers' common interval) per compiled chunk.
       inject_nan: test hook ``(step, path)``: the carry leaves whose pytree path contains
         ``path`` become NaN at that step.
+      progress_seconds: with a value, chunks are sized from the measured step time so that
+        each takes about this many seconds (a short probe chunk first; at most two compiled
+        programs for a run whose length is a multiple of the output interval) instead of
+        ``snapshots_per_chunk`` snapshots; the output is the same to the bit.
       layout: how the carry is spread over devices (``esm.core.parallel.BatchLayout`` for
         ensemble members, ``LevelLayout``), or None (one device). A padded batch is padded
         after the initial or restart carry is made and unpadded before anything is written:
@@ -245,9 +272,12 @@ class Simulation:
     def __init__(self, model: Model, n_steps: int, writers: Sequence[Writer] = (),
                  callbacks: Sequence[Callback] = (), restart: str | None = None,
                  identity: dict | None = None, snapshots_per_chunk: int = 24,
-                 inject_nan: tuple[int, str] | None = None, layout: Any = None):
+                 inject_nan: tuple[int, str] | None = None, layout: Any = None,
+                 progress_seconds: float | None = None):
         self.model = model
         self.layout = layout
+        self.progress_seconds = progress_seconds
+        self.progress_log: list[tuple[float, int]] = []  # (run-loop seconds, step) per chunk
         self.writes = jax.process_index() == 0
         self.dt = float(model.dt)
         self.n_steps = int(n_steps)
@@ -378,6 +408,28 @@ class Simulation:
         """The carry without the layout's padding (what restart files hold)."""
         return carry if self.layout is None else self.layout.unpad(carry)
 
+    def _probe_length(self) -> int:
+        """Steps of the probe chunk: the largest divisor of the output interval that is at
+        most an eighth of it (at least 1), so the remainder of a run can use it too."""
+        return max(d for d in range(1, max(1, self.interval // 8) + 1) if self.interval % d == 0)
+
+    def _timed_length(self, seconds_per_step: float, probe: int) -> int:
+        """Chunk steps for ``progress_seconds`` at the measured speed: a multiple of the output
+        interval when that is short enough, else a divisor of it that the probe divides."""
+        target = max(1, int(self.progress_seconds / max(seconds_per_step, 1e-9)))
+        if target >= self.interval:
+            return (target // self.interval) * self.interval
+        fits = [d for d in range(probe, self.interval + 1, probe)
+                if self.interval % d == 0 and d <= target]
+        return max(fits) if fits else probe
+
+    @staticmethod
+    def _chunk_of(length: int, interval: int) -> tuple[int, int]:
+        """(save_every, n_saves) of a chunk of ``length`` steps."""
+        if length >= interval:
+            return interval, length // interval
+        return length, 1
+
     def _write(self, steps: np.ndarray, outputs, keep: np.ndarray | None = None,
                padded: bool = True) -> None:
         if not self.writes:
@@ -431,7 +483,13 @@ class Simulation:
         completed = False
         blew_up = False
         try:
-            plan = self._plan(start)
+            adaptive = (self.progress_seconds is not None and start % self.interval == 0
+                        and (self.end_step - start) % self._probe_length() == 0)
+            if adaptive:  # a probe chunk first; the rest sized from its measured time
+                probe = self._probe_length()
+                plan = [(probe, 1)]
+            else:
+                plan = self._plan(start)
             for save_every, n_saves in dict.fromkeys(plan):  # compile before writing
                 self._compiled_chunk(save_every, n_saves, g, m.params)
             if self.stop_requested:
@@ -441,14 +499,18 @@ class Simulation:
                                                   for w in self.writers))(m.initial_state)
                 self._write(np.array([0]), [{k: np.asarray(v)[None] for k, v in f.items()}
                                             for f in initial], padded=False)
-            for save_every, n_saves in plan:
+            queue = list(plan)
+            probe_seconds: list[float] = []
+            while queue:
+                save_every, n_saves = queue.pop(0)
                 fn = self._compiled_chunk(save_every, n_saves, g, m.params)
                 t0 = time.perf_counter()
                 g, (steps, outputs) = fn(g, m.params)
                 steps, outputs, step_now, bad_step, bad_mask = host(
                     (steps, outputs, g.step, g.bad_step, g.bad_fields))
                 steps = np.asarray(steps)
-                run_seconds += time.perf_counter() - t0
+                chunk_seconds = time.perf_counter() - t0
+                run_seconds += chunk_seconds
                 faults.point("driver.mid_chunk", str(int(steps[-1])))
                 bad_step = int(bad_step)
                 # frozen steps repeat: keep each step once, after the previous chunk's end
@@ -462,10 +524,24 @@ class Simulation:
                 result = ChunkResult(step=self.step, steps_done=self.step - start, carry=g.carry,
                                      bad_step=bad_step, bad_fields=bad, run_seconds=run_seconds)
                 blew_up = bad_step >= 0
+                self.progress_log.append((run_seconds, self.step))  # compiling excluded
                 for cb in self.callbacks:
                     cb(self, result)
                 if self.stop_requested and self.step < self.end_step:
                     raise self._interrupted(start)
+                if adaptive and not queue and self.step < self.end_step and not blew_up:
+                    # probe chunks up to the next output time; the fastest of them (the first
+                    # call pays one-off costs) sets the chunk length for the rest of the run
+                    probe_seconds.append(chunk_seconds / probe)
+                    if self.step % self.interval:
+                        queue = [(probe, 1)]
+                    else:
+                        per_step = min(probe_seconds[1:] or probe_seconds)
+                        length = self._timed_length(per_step, probe)
+                        left = self.end_step - self.step
+                        queue = [self._chunk_of(length, self.interval)] * (left // length)
+                        queue += [(probe, 1)] * ((left % length) // probe)
+                        adaptive = False
             completed = True
         finally:
             self.final_carry = g.carry
@@ -489,5 +565,6 @@ class Simulation:
             "simulated_days": self.end_step * self.dt / SECONDS_PER_DAY,
             "wall_seconds": wall, "compile_seconds": self.compile_seconds,
             "sim_days_per_second": days / max(run_seconds, 1e-9),
-            "error": None, "final_step": self.step, **placement,
+            "error": None, "final_step": self.step, "compile_count": len(self._compiled),
+            "progress": [[round(t, 4), k] for t, k in self.progress_log], **placement,
         }
