@@ -7,7 +7,9 @@ The public API of the numerics, re-exported from the component packages:
 * ``esm.atmosphere``: shallow-water and primitive equations, sigma coordinates, the column
   interface the physics plugs into, and the test cases (``esm.atmosphere.cases``);
 * ``esm.driver``: the simulation loop with output writers, restarts and callbacks;
-* ``esm.app``: configuration -> model assembly and the ``esm-run`` / ``esm-params`` commands.
+* ``esm.app``: configuration -> model assembly and the ``esm-run`` / ``esm-params`` commands;
+* ``esm.run`` / ``esm.calibrate`` (``esm.api``): the commands as functions for notebooks;
+* ``esm.analysis``: xarray analysis (means, eddies, scores, spectra, ensemble statistics).
 
 Importing ``esm`` loads only the numerics (no hydra, xarray or netCDF).
 """
@@ -17,6 +19,7 @@ import importlib
 # public name -> module holding it, imported on first use (PEP 562), so that importing the
 # command-line entry points (and their signal handlers) does not wait for JAX
 _EXPORTS = {
+    "run": "esm.api", "calibrate": "esm.api", "ConfigError": "esm.api", "BlowUp": "esm.api",
     "cases": "esm.atmosphere",
     "AbstractParametrization": "esm.atmosphere.column", "ColumnState": "esm.atmosphere.column",
     "ColumnTendencies": "esm.atmosphere.column",
@@ -58,6 +61,7 @@ def __dir__():
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlowUp", "ConfigError", "calibrate", "run",
     "ARS_443", "AbstractParametrization", "AbstractStepper", "CHECKPOINT_POLICIES",
     "ColumnState", "ColumnTendencies", "Filtered", "IMEX_SIL3", "ImExRungeKutta", "Parameter",
     "PrimitiveEquations", "PrimitiveEquationsDiagnostics", "PrimitiveEquationsState",

@@ -1,0 +1,46 @@
+"""The Python API (esm/api.py): the commands as functions that return data and raise."""
+
+from __future__ import annotations
+
+import pytest
+
+import esm
+
+
+def test_run_returns_the_output_and_resumes(tmp_path):
+    ds = esm.run({"experiment": "williamson6", "resolution": "t21", "run.days": 0.25},
+                 run_dir=tmp_path / "w6")
+    assert set(ds.data_vars) >= {"ua", "va", "zg"} and ds.sizes["time"] == 2
+    assert ds.attrs["run_dir"] == str(tmp_path / "w6")
+    again = esm.run(["experiment=williamson6", "resolution=t21", "run.days=0.25"],
+                    run_dir=tmp_path / "w6")  # finished: found, not rerun
+    assert (again.zg.values == ds.zg.values).all()
+
+
+def test_bad_input_raises_config_error_with_the_one_line(tmp_path):
+    with pytest.raises(esm.ConfigError, match="run.dayz"):
+        esm.run(["run.dayz=1"], run_dir=tmp_path / "bad")
+    with pytest.raises(esm.ConfigError, match="ensemble.members=0"):
+        esm.run({"ensemble.members": 0}, run_dir=tmp_path / "bad")
+    with pytest.raises(TypeError):
+        esm.run("experiment=williamson6")
+
+
+def test_blow_up_raises_with_step_and_fields(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFESM_INJECT_NAN", "5:vorticity")
+    with pytest.raises(esm.BlowUp) as info:
+        esm.run({"experiment": "williamson6", "resolution": "t21", "run.days": 0.25},
+                run_dir=tmp_path / "boom")
+    assert info.value.step == 5 and "vorticity" in info.value.fields
+    assert info.value.run_dir == tmp_path / "boom"
+
+
+def test_calibrate_returns_summary_parameters_and_fit(tmp_path, x64):
+    out = esm.calibrate({"experiment": "twin_held_suarez", "calibration.max_iterations": 1,
+                         "observations.windows.count": 1, "observations.windows.hours": 12,
+                         "calibration.posterior": False}, run_dir=tmp_path / "cal")
+    assert out["summary"]["status"] == "ok" and out["summary"]["iterations"] == 1
+    fitted = out["parameters"]["parameters"]["held_suarez.k_f"]
+    assert fitted["units"] == "day-1" and fitted["value"] != fitted["initial"]
+    assert {"ta_model", "ta_observed"} <= set(out["fit"].data_vars)
+    assert out["run_dir"] == tmp_path / "cal"
