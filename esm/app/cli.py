@@ -478,6 +478,10 @@ def _run(plain: dict, run_dir: str) -> int:
         summary = {**setup.report, **summary}
         if primary:
             files.atomic_write_json(summary_path, summary)
+            if plain.get("plot"):
+                from esm.app.plots import make_plots
+
+                make_plots(run_path)
     except (ConfigError, DriverError, RestartMismatch, FileNotFoundError) as e:
         return _fail(str(e))
     except Interrupted as e:

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 from esm.app.build import ConfigError
 
 #: keys that may change when a run is continued (not part of its identity)
-RUN_VOLATILE = ("run.days", "run.progress", "run.progress_seconds", "run.restart", "run.timestamped",
+RUN_VOLATILE = ("plot", "run.days", "run.progress", "run.progress_seconds", "run.restart", "run.timestamped",
                 "run.compilation_cache", "parallel.devices", "parallel.cpu_devices",
                 "parallel.distributed", "parallel.coordinator", "parallel.num_processes",
                 "parallel.process_id", "parallel.init_timeout_seconds")

@@ -176,6 +176,7 @@ class RunSchema:
     ocean: Optional[Dict[str, Any]] = None
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    plot: bool = False
 
 
 class Method(enum.Enum):
