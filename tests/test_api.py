@@ -44,3 +44,29 @@ def test_calibrate_returns_summary_parameters_and_fit(tmp_path, x64):
     assert fitted["units"] == "day-1" and fitted["value"] != fitted["initial"]
     assert {"ta_model", "ta_observed"} <= set(out["fit"].data_vars)
     assert out["run_dir"] == tmp_path / "cal"
+
+
+def test_multirun_sweep_runs_each_value_into_its_directory(tmp_path):
+    """esm-run -m ... physics.held_suarez.k_a=0.02,0.03: two run directories whose outputs
+    differ and whose config.yaml record their k_a; sweep.json lists both with exit code 0."""
+    import json
+
+    import numpy as np
+    import xarray as xr
+    import yaml
+
+    from esm.app.cli import run_main
+
+    code = run_main(["-m", "experiment=held_suarez", "resolution=t21", "levels=8", "run.days=1",
+                     "physics.held_suarez.k_a=0.02,0.03", "run.progress=false",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    assert code == 0
+    sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert [j["exit_code"] for j in sweep["jobs"]] == [0, 0]
+    k_a = [yaml.safe_load((tmp_path / "sweep" / str(n) / "config.yaml").read_text())
+           ["physics"]["held_suarez"]["k_a"] for n in (0, 1)]
+    assert k_a == [0.02, 0.03]
+    a, b = (xr.open_dataset(tmp_path / "sweep" / str(n) / "output.nc") for n in (0, 1))
+    assert not np.array_equal(a.ta.values, b.ta.values)
+    assert run_main(["-m", "experiment=held_suarez", "run.days=1,x", "run.progress=false",
+                     f"hydra.sweep.dir={tmp_path / 'bad'}"]) == 2

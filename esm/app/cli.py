@@ -45,6 +45,8 @@ Common overrides:
   parallel.devices=N       use the first N devices (parallel.levels=true: shard the levels)
   parallel.distributed=true  several processes (parallel.coordinator, num_processes, process_id)
 Files written: output.nc (ocean.nc for ocean experiments), summary.json, config.yaml, restart.npz.
+Sweeps: esm-run -m KEY=A,B ... runs every combination into <hydra.sweep.dir>/<n>/
+  (default outputs/sweeps/<hash>), recorded in sweep.json.
 Exit codes: 0 ok, 2 bad configuration, 3 numerical blow-up, 1 other errors.
 """
 
@@ -275,9 +277,60 @@ def command_line() -> str:
     return " ".join(["esm-run", *map(shlex.quote, args)])
 
 
+def sweep_main(argv: list[str]) -> int:
+    """``esm-run -m OVERRIDES``: hydra's sweep syntax (``key=a,b``, ``range(...)``, ...)
+    expanded with its ``OverridesParser`` (the compose API has no multirun) into the
+    Cartesian product of the values; the jobs run one after another into
+    ``<sweep dir>/<n>/`` (``hydra.sweep.dir=PATH``, default ``outputs/sweeps/<hash of the
+    overrides>``), and ``sweep.json`` records each job's overrides, run directory and exit
+    code. The exit code is the first non-zero one (0 if all succeeded)."""
+    import hashlib
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from esm.driver import files
+
+    sweep_dir = None
+    rest = []
+    for a in argv:
+        if a.startswith("hydra.sweep.dir="):
+            sweep_dir = Path(a.split("=", 1)[1])
+        elif a.startswith("hydra.run.dir="):
+            return _fail("hydra.run.dir is set per job in a sweep; give hydra.sweep.dir=PATH")
+        else:
+            rest.append(a)
+    try:
+        parsed = OverridesParser.create().parse_overrides(rest)
+    except Exception as e:
+        return _fail(f"{' '.join(str(e).split())[:200]} (see --help)")
+    choices = []
+    for o in parsed:
+        key = o.input_line.split("=", 1)[0]
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
+        choices.append([f"{key}={v}" for v in values] if values else [o.input_line])
+    if sweep_dir is None:
+        digest = hashlib.sha256(" ".join(rest).encode()).hexdigest()[:10]
+        sweep_dir = Path("outputs") / "sweeps" / digest
+    jobs, first_error = [], 0
+    for n, combo in enumerate(itertools.product(*choices)):
+        run_dir = sweep_dir / str(n)
+        code = run_main([*combo, f"hydra.run.dir={run_dir}"])
+        jobs.append({"job": n, "overrides": list(combo), "run_dir": str(run_dir),
+                     "exit_code": code})
+        first_error = first_error or code
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        files.atomic_write_json(sweep_dir / "sweep.json", {"jobs": jobs})
+    print(f"esm-run: sweep of {len(jobs)} runs in {sweep_dir} "
+          f"({sum(j['exit_code'] == 0 for j in jobs)} succeeded)", file=sys.stderr)
+    return first_error
+
+
 def run_main(argv: list[str] | None = None) -> int:
     """Entry point of ``esm-run``; returns (and, as a script, exits with) the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-m", "--multirun"):
+        return sweep_main(argv[1:])
     _COMMAND[:] = argv
     if "--version" in argv:
         from esm import __version__
