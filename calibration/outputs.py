@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from esm.driver.files import atomic_write, atomic_write_text
+from esm.driver.output import ATTRIBUTES
 
 
 def parameters_document(method: str, free, z, rows, truth, posterior) -> dict[str, Any]:
@@ -63,28 +64,43 @@ def write_fit(run_dir: Path, built, pred, experiment: str) -> None:
         if model.ndim - len(dims) == (2 if op.reduction == "zonal_mean" else 3):
             dims.append("plev")
         dims += ["lat"] if op.reduction == "zonal_mean" else ["lat", "lon"]
-        data[f"{k}_model"] = (dims, model)
-        data[f"{k}_observed"] = (dims, obs)
+        base = k[:-len("_variance")] if k.endswith("_variance") else k
+        attrs = dict(ATTRIBUTES.get(base, {}))
+        if k.endswith("_variance"):  # a variance has the square of the units, no standard name
+            attrs = {"units": f"({attrs.get('units', '1')})2",
+                     "long_name": f"variance of {attrs.get('long_name', base)}"}
+        if op.reduction == "zonal_mean":
+            attrs["cell_methods"] = "lon: mean"
+        long_name = attrs.get("long_name", k)
+        data[f"{k}_model"] = (dims, model, {**attrs, "long_name": f"{long_name}, model"})
+        data[f"{k}_observed"] = (dims, obs, {**attrs, "long_name": f"{long_name}, observed"})
     coords = {"lat": ("lat", op.obs_lat, {"units": "degrees_north",
-                                           "standard_name": "latitude"})}
+                                           "standard_name": "latitude", "axis": "Y"})}
     if op.reduction != "zonal_mean":
         coords["lon"] = ("lon", op.obs_lon, {"units": "degrees_east",
-                                              "standard_name": "longitude"})
+                                              "standard_name": "longitude", "axis": "X"})
     if op.plev is not None:
         coords["plev"] = ("plev", np.asarray(op.plev), {"units": "Pa",
                                                         "standard_name": "air_pressure",
-                                                        "positive": "down"})
+                                                        "positive": "down", "axis": "Z"})
     if built.kind == "windows":
         hours = built.meta["observe_every_hours"] * (1 + np.arange(
             next(iter(pred.values())).shape[1]))
         coords["lead_time"] = ("lead_time", hours, {"units": "hours",
                                                     "standard_name": "forecast_period",
                                                     "long_name": "time since window start"})
+    import datetime
+
+    from esm import __version__
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     ds = xr.Dataset(data, coords=coords, attrs={
         "Conventions": "CF-1.8", "title": "diffesm calibration fit: model vs observations",
-        "experiment": experiment,
+        "experiment": experiment, "diffesm_version": __version__,
+        "history": f"{now}: esm-calibrate experiment={experiment} (diffesm {__version__})",
         **{k: str(v) for k, v in built.meta.items()}})
-    atomic_write(Path(run_dir) / "fit.nc", ds.to_netcdf)
+    encoding = {name: {"_FillValue": None} for name in ds.coords}
+    atomic_write(Path(run_dir) / "fit.nc", lambda tmp: ds.to_netcdf(tmp, encoding=encoding))
 
 
 def write_plots(run_dir: Path, built, rows, pred, title: str) -> None:

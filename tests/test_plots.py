@@ -53,6 +53,19 @@ def test_shallow_water_and_calibration_plots(tmp_path, x64):
     cal = esm.calibrate({"experiment": "twin_held_suarez", "calibration.max_iterations": 1,
                          "observations.windows.count": 1, "observations.windows.hours": 12,
                          "calibration.posterior": False}, run_dir=tmp_path / "cal")["run_dir"]
+    # fit.nc: units on every variable, no high or medium CF finding
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    fit = xr.open_dataset(cal / "fit.nc")
+    assert all(fit[v].attrs.get("units") for v in fit.data_vars)
+    checker = Path(sys.executable).with_name("compliance-checker")
+    report_path = tmp_path / "fit.json"
+    subprocess.run([str(checker), "-t", "cf:1.8", "-f", "json", "-o", str(report_path),
+                    str(cal / "fit.nc")], capture_output=True, timeout=300)
+    report = json.loads(report_path.read_text())["cf:1.8"]
+    assert report["high_count"] == 0 and report["medium_count"] == 0
     assert plot_main([str(cal)]) == 0
     made = json.loads((cal / "plots" / "plots.json").read_text())
     assert set(made) == {"loss_history.png", "fit_vs_observed.png"}
