@@ -70,3 +70,13 @@ def test_multirun_sweep_runs_each_value_into_its_directory(tmp_path):
     assert not np.array_equal(a.ta.values, b.ta.values)
     assert run_main(["-m", "experiment=held_suarez", "run.days=1,x", "run.progress=false",
                      f"hydra.sweep.dir={tmp_path / 'bad'}"]) == 2
+
+
+def test_help_lists_the_override_groups_with_their_keys(capsys):
+    from esm.app.cli import run_main
+
+    assert run_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "  ensemble: members, seed, amplitude, first_member, batch" in out
+    assert "  run: days, dt_minutes," in out and "  dynamics.hyperdiffusion: order" in out
+    assert "twin_held_suarez" not in out  # calibration presets are esm-calibrate's

@@ -338,8 +338,13 @@ def run_main(argv: list[str] | None = None) -> int:
         print(f"diffesm {__version__}")
         return EXIT_OK
     if any(a in ("-h", "--help") for a in argv):
+        from esm.app.schema import key_groups
+
         print(USAGE.format(experiments=" | ".join(run_experiments()),
                            resolutions=" | ".join(group_options("resolution"))))
+        print("Keys by group (GROUP.KEY=VALUE; physics.<scheme>.<name> and ocean.<name> for "
+              "declared parameters):")
+        print("\n".join(key_groups()))
         return EXIT_OK
     from omegaconf import OmegaConf
 

@@ -582,3 +582,26 @@ def _check_levels(levels) -> None:
     if n is None or str(n) != text or n < 2 or n > 200:
         raise ConfigError(f"levels={levels} is not valid; give a number of equidistant layers "
                           f"from 2 to 200 (e.g. levels=20) or one of {', '.join(NAMED_LEVELS)}")
+
+
+def key_groups(schema=None) -> list[str]:
+    """``group: key, key, ...`` for every nested group of the schema (``esm-run --help``)."""
+    schema = schema or RunSchema
+    lines = []
+
+    def walk(cls, prefix):
+        leaves, groups = [], []
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            if dataclasses.is_dataclass(default):
+                groups.append((f.name, type(default)))
+            else:
+                leaves.append(f.name)
+        if prefix and leaves:
+            lines.append(f"  {prefix}: {', '.join(leaves)}")
+        for name, sub in groups:
+            walk(sub, f"{prefix}.{name}" if prefix else name)
+
+    walk(schema, "")
+    return lines
+
