@@ -247,6 +247,7 @@ def final_state(run_dir: Path):
     return leaves, (run_dir / "history.csv").read_text()
 
 
+@pytest.mark.slow  # about 90 s: kills and resumes a whole job three times
 def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     """L-BFGS (memory and line-search state in the checkpoint), float64: killed with SIGKILL
     at the fault point between history row 3 and checkpoint 3, then again between writing

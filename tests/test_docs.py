@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -28,6 +30,7 @@ def tutorial_commands() -> list[str]:
     return [line for block in blocks for line in block.strip().splitlines()]
 
 
+@pytest.mark.slow  # about 50 s: the tutorial runs four models and a calibration
 def test_tutorial_commands_run(tmp_path):
     commands = tutorial_commands()
     assert len(commands) >= 5

@@ -104,8 +104,11 @@ def test_global_attributes_say_where_the_file_came_from(outputs):
 
 def test_version_flag(capsys):
     import esm
+    from esm.app.cli import esm_main
 
     assert run_main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"diffesm {esm.__version__}"
+    assert esm_main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"diffesm {esm.__version__}"
 
 

@@ -49,6 +49,7 @@ def test_ensemble_members_sharded_over_four_devices_match_one_device(tmp_path):
         assert d <= 1e-10, ("member 2 of 4 vs a 1-member run of member 2", var, d)
 
 
+@pytest.mark.slow  # a float32 smoke check beside the float64 one
 def test_float32_ensemble_sharded_agrees_to_1e_4(tmp_path):
     r = run_check(tmp_path, "members_float32")["m4"]
     assert r["devices"] == 4

@@ -601,6 +601,23 @@ def params_main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
+def esm_main(argv: list[str] | None = None) -> int:
+    """``esm``: the version (``--version``) and the list of commands."""
+    from esm import __version__
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:
+        print(f"diffesm {__version__}")
+        return EXIT_OK
+    print(f"diffesm {__version__}: esm-run (simulations), esm-calibrate (calibration jobs), "
+          "esm-params (declared parameters), esm-plot (quick-looks); each takes --help")
+    return EXIT_OK if argv in ([], ["-h"], ["--help"]) else EXIT_BAD_INPUT
+
+
+def esm_entry() -> None:  # pragma: no cover
+    sys.exit(esm_main())
+
+
 def params_entry() -> None:  # pragma: no cover
     sys.exit(params_main())
 
