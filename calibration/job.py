@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Mapping
@@ -117,9 +118,21 @@ class CalibrationJob:
         atomic_write_text(self.run_dir / "config.yaml",
                              OmegaConf.to_yaml(OmegaConf.create(self.cfg)))
 
+    def _phase(self, message: str, since: float, checking: bool = False) -> None:
+        """A line on stderr as each phase starts (with progress on), so the job never sits
+        silent through its truth run, spin-up or compilation. While the input is still being
+        checked (``checking``) only on a terminal: a refused input stays one line for scripts."""
+        if checking and not getattr(sys.stderr, "isatty", lambda: False)():
+            return
+        if bool((self.cfg.get("run") or {}).get("progress", True)):
+            print(f"esm-calibrate: {message} ({time.perf_counter() - since:.1f} s)",
+                  file=sys.stderr, flush=True)
+
     def run(self) -> dict:
         resume = self._check_run_dir()
         t_start = time.perf_counter()
+        self._phase("building the model and the observations (truth run, spin-up)", t_start,
+                    checking=True)
         built = build_problem(self.cfg)  # bad input is refused before anything is written
         self._make_run_dir()
         self._write_config()
@@ -132,9 +145,11 @@ class CalibrationJob:
         key = jax.random.PRNGKey(self.seed)
         state = method.init(built.z0, key)
         t0 = time.perf_counter()
+        self._phase(f"compiling the {self.method_name} iteration", t_start)
         compiled = method.step.lower(state).compile()
         loss_fn = jax.jit(problem.loss).lower(built.z0).compile()
         compile_seconds = time.perf_counter() - t0
+        self._phase(f"compiled in {compile_seconds:.1f} s; iterating", t_start)
         memory = compiled.memory_analysis()
         memory_info = {k: int(getattr(memory, k)) for k in (
             "temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes",

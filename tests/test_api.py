@@ -80,3 +80,24 @@ def test_help_lists_the_override_groups_with_their_keys(capsys):
     assert "  ensemble: members, seed, amplitude, first_member, batch" in out
     assert "  run: days, dt_minutes," in out and "  dynamics.hyperdiffusion: order" in out
     assert "twin_held_suarez" not in out  # calibration presets are esm-calibrate's
+
+
+def test_calibration_reports_its_phases(tmp_path):
+    """esm-calibrate with progress on (stderr a pipe): the compile phase and its end are
+    reported as they happen, before the result line."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from calibration.cli import calibrate_main; "
+            "sys.exit(calibrate_main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "experiment=twin_held_suarez",
+                           "calibration.max_iterations=1", "observations.windows.count=1",
+                           "observations.windows.hours=12", "calibration.posterior=false",
+                           f"hydra.run.dir={tmp_path / 'cal'}"], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    compiling = [i for i, line in enumerate(lines) if "compiling the gauss_newton iteration" in line]
+    compiled = [i for i, line in enumerate(lines) if "; iterating" in line]
+    assert compiling and compiled and compiling[0] < compiled[0] < len(lines) - 1
