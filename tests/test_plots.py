@@ -77,3 +77,16 @@ def test_not_a_run_directory_exits_2(tmp_path, capsys):
     assert plot_main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds no output.nc" in err[0]
+
+
+def test_ocean_plots(tmp_path):
+    """An ocean run (Munk gyre, 2 days): the SST map and the upper-layer current speed, the
+    SST panel's finite count being the ocean cells of the last snapshot."""
+    d = run(tmp_path, "munk", "experiment=munk_gyre", "run.days=2", "plot=true")
+    made = json.loads((d / "plots" / "plots.json").read_text())
+    assert set(made) == {"map_tos.png", "currents.png"}
+    tos = xr.open_dataset(d / "ocean.nc").tos.isel(time=-1).values
+    panel = made["map_tos.png"][0]
+    assert panel["finite"] == int(np.isfinite(tos).sum())
+    assert panel["min"] == pytest.approx(float(np.nanmin(tos)))
+    assert made["currents.png"][0]["max"] > 0
