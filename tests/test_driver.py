@@ -105,7 +105,7 @@ def test_atomic_write_leaves_old_file_or_new_file(tmp_path):
 
 
 def test_chunks_sized_by_wall_time_give_the_same_output(tmp_path):
-    """run.progress_seconds=0.3 on a Held–Suarez run of > 3 s of stepping: >= 10 progress
+    """run.progress_seconds=0.3 on a 100-day Held–Suarez run (> 3 s of stepping): >= 10 progress
     updates with increasing steps, none more than twice the target apart (compiling
     excluded), at most 2 compiled programs, and the output equal to the bit to that of
     snapshot-sized chunks (run.progress_seconds=null)."""
@@ -113,7 +113,7 @@ def test_chunks_sized_by_wall_time_give_the_same_output(tmp_path):
 
     from esm.app.cli import run_main
 
-    common = ["experiment=held_suarez", "resolution=t21", "run.days=60", "run.progress=false"]
+    common = ["experiment=held_suarez", "resolution=t21", "run.days=100", "run.progress=false"]
     assert run_main(common + ["run.progress_seconds=0.3", f"hydra.run.dir={tmp_path / 'timed'}"]) == 0
     assert run_main(common + ["run.progress_seconds=null", f"hydra.run.dir={tmp_path / 'fixed'}"]) == 0
     summary = json.loads((tmp_path / "timed" / "summary.json").read_text())
@@ -124,7 +124,7 @@ def test_chunks_sized_by_wall_time_give_the_same_output(tmp_path):
     assert summary["compile_count"] <= 2
     timed = xr.open_dataset(tmp_path / "timed" / "output.nc")
     fixed = xr.open_dataset(tmp_path / "fixed" / "output.nc")
-    assert timed.sizes["time"] == 61
+    assert timed.sizes["time"] == 101
     for v in fixed.data_vars:
         np.testing.assert_array_equal(timed[v].values, fixed[v].values)
 
