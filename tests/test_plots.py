@@ -79,7 +79,7 @@ def test_not_a_run_directory_exits_2(tmp_path, capsys):
     assert len(err) == 1 and "holds no output.nc" in err[0]
 
 
-def test_ocean_plots(tmp_path):
+def test_ocean_plots(tmp_path, x64):  # the ocean runs in float64 (x64 restored after)
     """An ocean run (Munk gyre, 2 days): the SST map and the upper-layer current speed, the
     SST panel's finite count being the ocean cells of the last snapshot."""
     d = run(tmp_path, "munk", "experiment=munk_gyre", "run.days=2", "plot=true")
