@@ -57,13 +57,19 @@ def spectral_noise(grid, key: jax.Array, leading: tuple[int, ...], amplitude: fl
 _LEVEL_FIELD_NDIM = 5
 
 
+def _axis_of_ndim(batched_ndim: int) -> int:
+    """The member axis of a leaf with ``batched_ndim`` dimensions (member axis included)."""
+    return 1 if batched_ndim >= _LEVEL_FIELD_NDIM else 0
+
+
 def member_axis(batched_leaf) -> int:
     """Where the member axis of a leaf of a stacked ensemble pytree is (see module doc)."""
-    return 1 if getattr(batched_leaf, "ndim", 0) >= _LEVEL_FIELD_NDIM else 0
+    return _axis_of_ndim(getattr(batched_leaf, "ndim", 0))
 
 
 def _axis_for_single(leaf) -> int:
-    return 1 if getattr(leaf, "ndim", 0) >= _LEVEL_FIELD_NDIM - 1 else 0
+    """Where the member axis goes when a one-member leaf is stacked."""
+    return _axis_of_ndim(getattr(leaf, "ndim", 0) + 1)
 
 
 def stack_members(trees):
@@ -111,7 +117,7 @@ def _split_groups(tree, group: int):
 def _join_groups(tree):
     """The inverse of ``_split_groups``."""
     def one(x):
-        a = 1 if x.ndim - 1 >= _LEVEL_FIELD_NDIM else 0  # member axis inside a group
+        a = _axis_of_ndim(x.ndim - 1)  # member axis inside a group
         x = jnp.moveaxis(x, 0, a)  # (..., groups, group, ...)
         return x.reshape(x.shape[:a] + (x.shape[a] * x.shape[a + 1],) + x.shape[a + 2:])
     return jax.tree.map(one, tree)
@@ -121,7 +127,7 @@ class EnsembleStepper(AbstractStepper):
     """Steps a stack of members (ensemble layout) with one inner stepper; the parameters are
     shared by all members. ``group``: members stepped together in one batch (a ``lax.map``
     runs the groups one after another inside the step; None: all at once). On XLA:CPU
-    groups of about 4 at T21 keep the working set in cache (benchmarks/scale.py)."""
+    groups of 2 at T21 kept the working set in cache best (benchmarks/scale.py)."""
 
     inner: AbstractStepper
     group: int | None = eqx.field(static=True, default=None)
