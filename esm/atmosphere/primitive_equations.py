@@ -248,10 +248,22 @@ class PrimitiveEquations(eqx.Module):
             log_surface_pressure_advection=advection, sigma_dot=sigma_dot,
             omega_over_p=advection - omega_integral, tracers=tracers)
 
-    def _physics(self, params, d):
-        """Sum of the parametrizations' grid tendencies (u, v, T, tracers)."""
+    def _physics(self, params, d, state=None):
+        """Sum of the parametrizations' grid tendencies (u, v, T, tracers).
+
+        Column schemes see the grid columns; schemes with ``uses_model_state`` (the learned
+        ones, whose inputs include spectrally computed gradients) get the equation, the
+        spectral ``state`` and its diagnostics ``d`` and return (K, nlat, nlon) tendencies."""
         if not self.parametrizations:
             return None
+        local = [s for s in self.parametrizations if not getattr(s, "uses_model_state", False)]
+        learned = [s for s in self.parametrizations if getattr(s, "uses_model_state", False)]
+        total = None
+        for scheme in learned:
+            tend = scheme.model_tendencies(params, self, state, d)
+            total = tend if total is None else jax.tree.map(jnp.add, total, tend)
+        if not local:
+            return total
         g = self.grid
         ps = REFERENCE_SURFACE_PRESSURE * jnp.exp(d.log_surface_pressure)
         lat, lon = g.lat_lon_mesh
@@ -270,12 +282,14 @@ class PrimitiveEquations(eqx.Module):
             surface_pressure=ps.reshape(-1), sigma=sigma,
             latitude=np.asarray(lat.reshape(-1), dtype),
             longitude=np.asarray(lon.reshape(-1), dtype))
-        total = None
-        for scheme in self.parametrizations:
+        column_total = None
+        for scheme in local:
             tend = scheme.grid_tendencies(params, columns, None)
-            total = tend if total is None else jax.tree.map(jnp.add, total, tend)
+            column_total = tend if column_total is None else jax.tree.map(jnp.add, column_total,
+                                                                          tend)
         shape = d.zonal_wind.shape
-        return jax.tree.map(lambda x: x.reshape(shape), total)
+        column_total = jax.tree.map(lambda x: x.reshape(shape), column_total)
+        return column_total if total is None else jax.tree.map(jnp.add, total, column_total)
 
     # ------------------------------------------------------------------ column physics
     def _column_physics(self, state, params, time, interval):
@@ -357,7 +371,7 @@ class PrimitiveEquations(eqx.Module):
                    + KAPPA * tvar * d.omega_over_p + KAPPA * t_ref * omega_nl)
         tracer_sources = {name: q * delta - vertical_advection(sd, q, ds)
                           for name, q in d.tracers.items()}
-        physics = self._physics(params, d)
+        physics = self._physics(params, d, state)
         if physics is not None:
             force_u = force_u + physics.u
             force_v = force_v + physics.v
