@@ -25,6 +25,7 @@ from calibration.problem import (CalibrationProblem, FreeParameters, StatisticsF
                                  WindowForward, noise_like)
 from esm.app.build import ConfigError, _get, _positive, build_model, chosen_devices
 from esm.core import rollout
+from esm.core.parameters import is_array_parameter
 from esm.driver.simulation import whole_steps
 
 
@@ -105,6 +106,15 @@ def build_problem(cfg: Mapping) -> Built:
     if setup.sigma is None and setup.plev is None:
         raise ConfigError("calibration needs a 3-d model (experiment.family=primitive_equations)")
     names = list(_get(cfg, "calibration.parameters", []) or [])
+    method = str(_get(cfg, "calibration.method", "gauss_newton"))
+    arrays = [p for p in setup.parameter_declarations if is_array_parameter(p)]
+    array_names = {p.name for p in arrays}
+    for name in names:
+        if name in array_names or name in {p.scheme for p in arrays}:
+            raise ConfigError(
+                f"calibration.method={method} fits physical parameters only and "
+                f"calibration.parameters names the network weights {name}; train them with "
+                "calibration.method=online (training.*), or list physical parameters")
     widths = _flat_values(cfg, "calibration.prior_width")
     ranges = {}
     for scheme, values in (_get(cfg, "calibration.search_range", {}) or {}).items():
@@ -112,6 +122,8 @@ def build_problem(cfg: Mapping) -> Built:
             ranges[f"{scheme}.{k}"] = v
     declarations = []
     for p in setup.parameter_declarations:
+        if is_array_parameter(p):
+            continue  # network weights stay at their values (the physical subset is fitted)
         if p.name in ranges:
             try:
                 lo, hi = (float(x) for x in ranges.pop(p.name))
@@ -297,6 +309,11 @@ def build_problem(cfg: Mapping) -> Built:
     if budget is not None:
         problem, plan = plan_memory(cfg, problem, z0, float(budget))
         meta["memory_plan"] = plan
+    if arrays:
+        meta["fixed_network"] = (
+            f"{method} fits the physical subset only ({', '.join(free.names)}); the "
+            f"{len(arrays)} network arrays of {', '.join(sorted({p.scheme for p in arrays}))} "
+            "stay at their values")
     return Built(setup, problem, operator, z0, truth, kind, meta)
 
 

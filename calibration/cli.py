@@ -32,8 +32,12 @@ Fits declared free parameters of a model to observations. Presets:
                                observations of 2 one-day windows, Gauss-Newton, T21 L8
   experiment=january1988       perpetual-January Held-Suarez model vs observed January 1988
                                zonal-mean T and u (850-100 hPa), ensemble Kalman inversion
+  experiment=hybrid_tiny       train a learned column network online (through 6-12 h
+                               rollouts) to find a hidden heating, T21 L8 (about a minute)
+  experiment=hybrid_t21        the T21 L20 hybrid against the T85 truth cache
+                               (benchmarks/hybrid_truth.py; hours)
 Common overrides:
-  calibration.method=gauss_newton|adam|lbfgs|eki
+  calibration.method=gauss_newton|adam|lbfgs|eki|online
   calibration.parameters=[held_suarez.k_a,...]   what to fit (everything else stays fixed)
   calibration.max_iterations=N                   (may be raised when resuming)
   calibration.checkpoint=none|step|nested        rollout checkpoint policy
@@ -46,7 +50,8 @@ Common overrides:
   twin.truth.<scheme>.<name>=VALUE  twin.seed=N  twin.noise=true
   hydra.run.dir=PATH     (default outputs/calibrate/<experiment>-<config hash>)
 Files written: parameters.yaml, history.csv, fit.nc, summary.json, loss.png, fit.png,
-config.yaml, checkpoints/. Running the same command again resumes from the last checkpoint.
+config.yaml, checkpoints/ (online training: weights.npz instead of fit.nc and fit.png; run
+it with esm-run ... learned.weights=PATH). Running the same command again resumes from the last checkpoint.
 Steps with a non-finite loss or gradient are skipped and counted (history.csv: skipped);
 EKI members that blow up are left out of the update and redrawn (history.csv: failed_members).
 Exit codes: 0 ok, 2 bad configuration or input, 3 blow-up at the initial parameters or fewer
@@ -88,6 +93,7 @@ def calibrate_main(argv: list[str] | None = None) -> int:
         check_writable(run_dir)
     except ConfigError as e:
         return _fail(str(e))
+    from calibration.hybrid import TrainingInterrupted
     from calibration.job import CalibrationFailed, CalibrationInterrupted, CalibrationJob
     from esm.app.cli import _SIGNALS
     from esm.driver import files
@@ -96,13 +102,18 @@ def calibrate_main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     try:
-        job = CalibrationJob(plain, run_dir,
-                             progress=bool((plain.get("run") or {}).get("progress", True)),
-                             should_stop=lambda: bool(_SIGNALS))
+        job_class = CalibrationJob
+        if (plain.get("calibration") or {}).get("method") == "online":
+            from calibration.hybrid import TrainingJob
+
+            job_class = TrainingJob
+        job = job_class(plain, run_dir,
+                        progress=bool((plain.get("run") or {}).get("progress", True)),
+                        should_stop=lambda: bool(_SIGNALS))
         summary = job.run()
     except (ConfigError, DriverError, RestartMismatch, ObservationError) as e:
         return _fail(str(e))
-    except CalibrationInterrupted as e:
+    except (CalibrationInterrupted, TrainingInterrupted) as e:
         signum = _SIGNALS[0] if _SIGNALS else 2
         files.atomic_write_json(Path(run_dir) / "summary.json", {
             "status": "interrupted", "iterations": e.iteration, "final_loss": None,

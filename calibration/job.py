@@ -134,6 +134,8 @@ class CalibrationJob:
         self._phase("building the model and the observations (truth run, spin-up)", t_start,
                     checking=True)
         built = build_problem(self.cfg)  # bad input is refused before anything is written
+        if built.meta.get("fixed_network"):
+            print(f"esm-calibrate: {built.meta['fixed_network']}", file=sys.stderr, flush=True)
         self._make_run_dir()
         self._write_config()
         problem, free = built.problem, built.problem.free
@@ -297,6 +299,7 @@ class CalibrationJob:
             "step_memory": memory_info, "error": None,
             "skipped_steps": sum(int(r.get("skipped") or 0) for r in rows),
             "failed_members": sum(int(r.get("failed_members") or 0) for r in rows),
+            "fixed_network": built.meta.get("fixed_network"),
         }
         atomic_write_json(self.run_dir / "summary.json", summary)
         return summary

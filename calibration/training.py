@@ -51,12 +51,12 @@ from esm.core import rollout, symmetries
 FIELDS = ("vorticity", "divergence", "temperature_variation", "log_surface_pressure")
 
 
-def spectral_weights(grid, dtype) -> jnp.ndarray:
+def spectral_weights(grid) -> np.ndarray:
     """w (2, M, L) with area-mean(f^2) = sum w c^2 for the grid's coefficients c
-    (0.5 for m = 0, 0.25 for m > 0 in its normalisation; 0 outside the truncation)."""
+    (0.5 for m = 0, 0.25 for m > 0 in its normalisation; 0 outside the truncation), float64."""
     m = np.arange(grid.n_m)[:, None]
     w = np.where(m == 0, 0.5, 0.25) * np.ones((grid.n_m, grid.n_l))
-    return jnp.asarray(np.stack([w, w]) * grid.mask, dtype)
+    return np.stack([w, w]) * grid.mask
 
 
 def _fields(state) -> dict:
@@ -68,7 +68,7 @@ def _fields(state) -> dict:
 def field_variances(grid, states) -> dict[str, np.ndarray]:
     """Per field, the training data's variance per level (K,) (ln ps: (1,)), area-weighted
     about the sample mean of each coefficient."""
-    w = np.asarray(spectral_weights(grid, np.float64))
+    w = spectral_weights(grid)
     out = {}
     for k, x in _fields(states).items():
         x = np.asarray(x, np.float64)  # (S, K, 2, M, L)
@@ -121,7 +121,7 @@ class RolloutLoss:
         snapshots = targets["vorticity"].shape[1]
         pred = self.predictions(params, starts, snapshots)
         dtype = pred["vorticity"].dtype
-        w = spectral_weights(self.grid, dtype)
+        w = jnp.asarray(spectral_weights(self.grid), dtype)
         mse = spec = bias = 0.0
         for k in FIELDS:
             var = jnp.asarray(self.variances[k], dtype)[:, None, None, None]
@@ -387,7 +387,12 @@ class Trainer:
             row = {"iteration": i + 1, "stage": self.stage_of(i),
                    "rollout_hours": stage.snapshots * self.train.every_hours,
                    **{k: float(v) for k, v in info.items()},
-                   "lr_scale": float(state["lr_scale"])}
+                   "lr_scale": float(state["lr_scale"]),
+                   "network_norm": float(optax.tree.norm(state["trainable"]["network"]))}
+            if self.free is not None:
+                row.update(zip(self.free.names,
+                               np.asarray(self.free.physical(state["trainable"]["physical"]),
+                                          np.float64).tolist()))
             if skips >= self.max_skips:
                 state = self.rollback(state)
                 row["rolled_back"] = 1

@@ -9,6 +9,7 @@ value and the fix. Shipped data (the spun-up Held–Suarez state) is read here, 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import jax
@@ -201,7 +202,9 @@ def _hyperdiffusion(cfg: Mapping) -> tuple[int, dict[str, float]]:
     return order, {"hyperdiffusion.timescale": hours * constants.SECONDS_PER_HOUR}
 
 
-def build_primitive_equations(cfg: Mapping) -> ModelSetup:
+def build_primitive_equations(cfg: Mapping, extra_parametrizations: tuple = ()) -> ModelSetup:
+    """The primitive-equation model of ``cfg``; ``extra_parametrizations``: schemes added
+    after Held–Suarez and the learned ones (the hidden process of a synthetic truth)."""
     from esm.app import data
     from esm.atmosphere.sigma_coordinates import STANDARD_PRESSURE_LEVELS
     from parametrizations import HeldSuarez
@@ -212,6 +215,8 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
     case_name = str(_get(cfg, "experiment.case"))
     order, diffusion = _hyperdiffusion(cfg)
     t_ref = float(_get(cfg, "dynamics.reference_temperature", 300.0))
+    layers = (spun_up_layers() if case_name == "held_suarez_spun_up" else vertical.layers)
+    learned = build_learned(cfg, grid, layers, dt, case_name) + tuple(extra_parametrizations)
     tracers = tuple(_get(cfg, "experiment.tracers", ()) or ())
     if case_name in ("jw_steady", "jw_wave"):
         case = cases.jablonowski_williamson(
@@ -219,7 +224,8 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
             reference_temperature=t_ref, tracers=tracers)
     elif case_name == "held_suarez":
         case = cases.held_suarez(
-            grid, vertical, parametrizations=(HeldSuarez(),), hyperdiffusion_order=order,
+            grid, vertical, parametrizations=(HeldSuarez(),) + learned,
+            hyperdiffusion_order=order,
             seed=int(_get(cfg, "experiment.seed", 0)), reference_temperature=t_ref,
             mass_fixer=bool(_get(cfg, "dynamics.mass_fixer", True)), tracers=tracers)
     elif case_name == "aquaplanet":
@@ -232,7 +238,7 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
             raise ConfigError(f"the shipped Held-Suarez state is T{data.HELD_SUAREZ_STATE_TRUNCATION}; "
                               f"got T{grid.truncation} (use resolution=t21)")
         case = cases.held_suarez_spun_up(
-            grid, data.held_suarez_state(), parametrizations=(HeldSuarez(),),
+            grid, data.held_suarez_state(), parametrizations=(HeldSuarez(),) + learned,
             hyperdiffusion_order=order, reference_temperature=t_ref,
             mass_fixer=bool(_get(cfg, "dynamics.mass_fixer", True)))
         vertical = case.equation.vertical
@@ -247,6 +253,9 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
         params = parameters.default_values(eq.parameters, overrides, dtype=grid.dtype)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    weights = _get(cfg, "learned.weights")
+    if weights:
+        params = load_learned_weights(weights, eq.parameters, params)
     if eq.has_column_physics and str(_get(cfg, "run.stepper", "leapfrog")) != "leapfrog":
         raise ConfigError(f"run.stepper={_get(cfg, 'run.stepper')!r}: the moist physics acts on "
                           "the leapfrog's t - dt level; use run.stepper=leapfrog")
@@ -283,6 +292,70 @@ def build_primitive_equations(cfg: Mapping) -> ModelSetup:
                       output=output, parameter_declarations=eq.parameters,
                       sigma=vertical.centers if plev is None else None,
                       plev=plev, description=case.description)
+
+
+def spun_up_layers() -> int:
+    """The layers of the shipped spun-up state (its vertical, before the case is built)."""
+    from esm.app import data
+
+    return len(data.held_suarez_state()["sigma_bounds"]) - 1
+
+
+LEARNED_CASES = ("held_suarez", "held_suarez_spun_up")
+
+
+def build_learned(cfg: Mapping, grid, levels: int, dt: float, case_name: str) -> tuple:
+    """The learned schemes that ``learned.schemes`` names (``parametrizations.learned``),
+    with their options ``learned.<scheme>.*``; () when none."""
+    names = list(_get(cfg, "learned.schemes", []) or [])
+    if not names:
+        return ()
+    from parametrizations.learned import LEARNED
+
+    if case_name not in LEARNED_CASES:
+        raise ConfigError(f"learned.schemes={names} needs a dry Held-Suarez experiment "
+                          f"(experiment.case in {', '.join(LEARNED_CASES)}); got {case_name}")
+    out = []
+    for name in names:
+        if name not in LEARNED:
+            raise ConfigError(f"learned.schemes: unknown scheme {name!r}; choose among "
+                              f"{', '.join(LEARNED)}")
+        options = dict(_get(cfg, f"learned.{name}", {}) or {})
+        kwargs = {"levels": levels, "bound": float(options.get("bound", 3.0)),
+                  "conserve": bool(options.get("conserve", False))}
+        if name == "column_mlp":
+            hidden = tuple(int(h) for h in options.get("hidden", (64, 64)))
+            if not hidden or min(hidden) < 1:
+                raise ConfigError(f"learned.column_mlp.hidden={list(hidden)} must list positive "
+                                  "layer widths, e.g. [64, 64]")
+            kwargs["hidden"] = hidden
+        if name == "spectral_filter":
+            kwargs.update(truncation=grid.truncation, time_step=float(dt))
+        out.append(LEARNED[name](**kwargs))
+    if len(set(names)) != len(names):
+        raise ConfigError(f"learned.schemes={names} names a scheme twice")
+    return tuple(out)
+
+
+def load_learned_weights(path, declarations, params):
+    """``params`` with the array parameters read from a weights file written by training
+    (``calibration.training.save_weights``); ConfigError naming the file and the first
+    mismatch (a missing array, another shape) otherwise."""
+    from esm.driver.restart import RestartMismatch, load_tree
+
+    from esm.core.parameters import partition
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"learned.weights={path}: no such file; give the weights.npz of a "
+                          "training run (esm-calibrate ... calibration.method=online)")
+    physical, network = partition(params, declarations)
+    try:
+        network, _ = load_tree(path, network, what="weights file")
+    except RestartMismatch as e:
+        raise ConfigError(f"learned.weights={path}: {e}; train with the same learned.* "
+                          "settings and levels") from None
+    return parameters.combine(physical, network)
 
 
 def spin_up(stepper, state, params, days: float, dt: float):

@@ -161,6 +161,27 @@ class ParallelConfig:
 
 
 @dataclass
+class ColumnMLPConfig:
+    hidden: List[int] = field(default_factory=lambda: [64, 64])
+    bound: float = positive(3.0, 3)
+    conserve: bool = False
+
+
+@dataclass
+class SpectralFilterConfig:
+    bound: float = positive(3.0, 3)
+    conserve: bool = False
+
+
+@dataclass
+class LearnedConfig:
+    schemes: List[str] = field(default_factory=list)
+    weights: Optional[str] = None
+    column_mlp: ColumnMLPConfig = field(default_factory=ColumnMLPConfig)
+    spectral_filter: SpectralFilterConfig = field(default_factory=SpectralFilterConfig)
+
+
+@dataclass
 class RunSchema:
     """``configs/config.yaml`` (``esm-run``, ``esm-params``)."""
 
@@ -176,6 +197,7 @@ class RunSchema:
     ocean: Optional[Dict[str, Any]] = None
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    learned: LearnedConfig = field(default_factory=LearnedConfig)
     plot: bool = False
 
 
@@ -184,6 +206,7 @@ class Method(enum.Enum):
     adam = "adam"
     lbfgs = "lbfgs"
     eki = "eki"
+    online = "online"
 
 
 class Policy(enum.Enum):
@@ -286,6 +309,50 @@ class TwinConfig:
     truth: Dict[str, Any] = field(default_factory=dict)
 
 
+class TruthSource(enum.Enum):
+    hidden_tendency = "hidden_tendency"
+    cache = "cache"
+
+
+@dataclass
+class TruthConfig:
+    source: TruthSource = TruthSource.hidden_tendency
+    cache: Optional[str] = None
+    train_split: str = "training"
+    tune_split: str = "tuning"
+    spinup_days: float = field(default=10.0, metadata=_range(0, None, example=10))
+    train_days: float = positive(10.0, 10)
+    gap_days: float = field(default=1.0, metadata=_range(0, None, example=1))
+    tune_days: float = positive(4.0, 4)
+
+
+@dataclass
+class StageConfig:
+    hours: float = positive(6.0, 6)
+    iterations: int = field(default=10, metadata=_range(1, None, example=10))
+
+
+@dataclass
+class TrainingConfig:
+    truth: TruthConfig = field(default_factory=TruthConfig)
+    curriculum: List[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    batch: int = field(default=4, metadata=_range(1, None, example=4))
+    seed: int = field(default=0, metadata=_range(0, None, example=0))
+    learning_rate: float = positive(1e-3, 0.001)
+    physical_learning_rate: float = positive(0.02, 0.02)
+    clip_norm: float = positive(1.0, 1)
+    warmup: int = field(default=10, metadata=_range(0, None, example=10))
+    ema_decay: float = field(default=0.9, metadata=_range(0, 1, high_open=True, example=0.9))
+    max_skips: int = field(default=3, metadata=_range(1, None, example=3))
+    checkpoint_every: int = field(default=10, metadata=_range(1, None, example=10))
+    eval_every: int = field(default=10, metadata=_range(0, None, example=10))
+    eval_windows: int = field(default=8, metadata=_range(1, None, example=8))
+    patience: int = field(default=0, metadata=_range(0, None, example=5))
+    augment: bool = True
+    spectral_weight: float = field(default=0.1, metadata=_range(0, None, example=0.1))
+    bias_weight: float = field(default=0.1, metadata=_range(0, None, example=0.1))
+
+
 @dataclass
 class CalibrateSchema(RunSchema):
     """``configs/calibrate.yaml`` (``esm-calibrate``)."""
@@ -293,6 +360,7 @@ class CalibrateSchema(RunSchema):
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     observations: ObservationsConfig = field(default_factory=ObservationsConfig)
     twin: TwinConfig = field(default_factory=TwinConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
 
 
 # ------------------------------------------------------------------------------ checking
@@ -515,6 +583,12 @@ def no_effect(values: Mapping, user_keys: list[str]) -> None:
         if hit("observations.statistics") and obs.get("kind") != "statistics":
             raise ConfigError(f"{key} has no effect with observations.kind={obs.get('kind')}; "
                               "remove it")
+        if hit("training") and calibration.get("method") != "online":
+            raise ConfigError(f"{key} applies to calibration.method=online only (this job has "
+                              f"calibration.method={calibration.get('method')}); remove it")
+        if hit("learned") and family != "primitive_equations":
+            raise ConfigError(f"{key} applies to the primitive-equation experiments only "
+                              f"(experiment={exp.get('name')} is {family}); remove it")
         if hit("twin") and obs.get("source") != "twin":
             raise ConfigError(f"{key} has no effect with observations.source={obs.get('source')}; "
                               "remove it")
