@@ -341,6 +341,9 @@ class Trainer:
 
             (value, parts), grads = jax.value_and_grad(objective, has_aux=True)(
                 state["trainable"])
+            # a non-finite loss with finite gradients (e.g. an overflow in a term that does
+            # not depend on the weights) is skipped too: apply_if_finite sees the gradients
+            grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(value), g, jnp.nan), grads)
             updates, opt_state = self.optimizer.update(grads, state["opt_state"],
                                                        state["trainable"])
             updates = jax.tree.map(lambda u: state["lr_scale"] * u, updates)

@@ -15,13 +15,17 @@ recompile the model:
   tendencies of u, v and T (no ln ps tendency: mass stays exact).
 * ``SpectralFilter``: a horizontally non-local learned spectral operator. For X in
   (vorticity, divergence, T'), a per-level filter in total wavenumber n,
-  F_X(k, n) = r_max tanh(theta_X(k, n)), applied to X's coefficients, then modulated on the
+  F_X(k, n) = r_max s(theta_X(k, n)), applied to X's coefficients, then modulated on the
   grid by the state: (1 + tanh(a_X(x))) with a_X a linear function of the normalised column
-  inputs. The rate is bounded by 2 r_max (r_max = 0.05 / dt: rates above about 0.1 / dt
-  excite the leapfrog's computational mode).
+  inputs. s is tanh for damping and a tanh capped at 1 % of that for amplification
+  (``one_sided_tanh``): an amplifying filter is unbounded growth (an earlier symmetric
+  version blew up within 10 days at random weights). The damping rate is bounded by
+  2 r_max = 0.05 / dt: a damping evaluated at the centred leapfrog level excites the
+  computational mode, and rates above about 0.1 / dt outrun the RAW filter (r_max = 0.05 / dt
+  blew up within 10 days at saturated random weights; tests/test_learned.py runs 100 days).
 
 Common to both: inputs normalised by the training data's per-feature mean and standard
-deviation, outputs scaled by per-level tendency scales (field standard deviation per day),
+deviation, outputs scaled by per-level tendency scales (field standard deviation per 5 days),
 both stored with the weights as non-trainable array parameters (``fit_normalisation``);
 outputs bounded smoothly (``bound * tanh(y / bound)`` in scaled units); smooth activations
 (tanh; no kinks, so the gradients of the rollouts are smooth); the last layer initialised to
@@ -43,6 +47,8 @@ from esm.core.parameters import ArrayParameter
 
 SECONDS_PER_DAY = 86400.0
 REFERENCE_SURFACE_PRESSURE = 1.0e5
+#: the largest amplifying rate of the spectral filter, as a fraction of its damping bound
+BACKSCATTER = 0.01
 #: input feature groups of the column network, in order; "K" groups have one entry per level
 FEATURE_GROUPS = (("u", "K"), ("v", "K"), ("temperature", "K"), ("vorticity", "K"),
                   ("divergence", "K"), ("log_surface_pressure", 1),
@@ -180,12 +186,14 @@ class SpectralFilter(_Learned):
     """Learned spectral operator (slot name ``spectral_filter``): per-level filters in total
     wavenumber of vorticity, divergence and T', modulated on the grid by the state.
 
-    ``time_step``: the model dt (s), which sets the rate bound r_max = 0.05 / dt;
+    ``time_step``: the model dt (s) and ``max_rate_dt`` (default 0.05) set the bound on the
+    modulated damping rate, 2 r_max = max_rate_dt / dt;
     ``truncation``: T of the grid (the filters have T + 1 entries).
     """
 
     truncation: int = 21
     time_step: float = 1800.0
+    max_rate_dt: float = 0.05
     name: ClassVar[str] = "spectral_filter"
 
     @property
@@ -202,9 +210,9 @@ class SpectralFilter(_Learned):
         p = params[self.name]
         g = equation.grid
         k = self.levels
-        r_max = 0.05 / self.time_step
+        r_max = 0.5 * self.max_rate_dt / self.time_step
         n = np.minimum(g.total_wavenumber, self.truncation)  # (M, L); masked slots unused
-        rates = r_max * jnp.tanh(p["theta"])[:, :, n]  # (3, K, M, L)
+        rates = r_max * one_sided_tanh(p["theta"], BACKSCATTER)[:, :, n]  # (3, K, M, L)
         rates = rates[:, :, None]  # (3, K, 1, M, L) against (K, 2, M, L)
         vort = rates[0] * state.vorticity
         div = rates[1] * state.divergence
@@ -219,10 +227,17 @@ class SpectralFilter(_Learned):
         return self._finish(equation, state, d, out)
 
 
+def one_sided_tanh(x, epsilon):
+    """tanh(x) for x <= 0, epsilon tanh(x / epsilon) for x > 0: slope 1 and curvature 0 at 0
+    on both sides (C^2), so a zero-initialised filter learns from the first step, but an
+    amplifying (backscattering) rate is capped at epsilon times the damping bound."""
+    return jnp.where(x > 0, epsilon * jnp.tanh(x / epsilon), jnp.tanh(x))
+
+
 LEARNED = {"column_mlp": ColumnMLP, "spectral_filter": SpectralFilter}
 
 
-def fit_normalisation(scheme, params, equation, states, tendency_days: float = 1.0):
+def fit_normalisation(scheme, params, equation, states, tendency_days: float = 5.0):
     """``params`` with ``scheme``'s input mean and standard deviation, and its output scales,
     set from the training ``states`` (a state pytree with a leading sample axis).
 
@@ -230,7 +245,9 @@ def fit_normalisation(scheme, params, equation, states, tendency_days: float = 1
     feature (area weights), floored at 1e-6 of the largest standard deviation in its group
     so a constant feature does not blow up. Output scales: the standard deviation of u, v and
     T on each level per ``tendency_days`` (one unit of network output moves a field by its
-    standard deviation in that time).
+    standard deviation in that time; with the default bound of 3 units, at most 3 standard
+    deviations in 5 days: a random network at 1 standard deviation per day drove the T21 winds
+    past the time step's limit within 80 days).
     """
     g = equation.grid
     w = np.asarray(g.area_weights / g.area_weights.sum(), np.float64)

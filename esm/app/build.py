@@ -330,7 +330,12 @@ def build_learned(cfg: Mapping, grid, levels: int, dt: float, case_name: str) ->
                                   "layer widths, e.g. [64, 64]")
             kwargs["hidden"] = hidden
         if name == "spectral_filter":
-            kwargs.update(truncation=grid.truncation, time_step=float(dt))
+            rate = float(options.get("max_rate_dt", 0.05))
+            if not 0 < rate <= 0.1:
+                raise ConfigError(f"learned.spectral_filter.max_rate_dt={rate:g} must be in "
+                                  "(0, 0.1]: larger damping rates excite the leapfrog's "
+                                  "computational mode")
+            kwargs.update(truncation=grid.truncation, time_step=float(dt), max_rate_dt=rate)
         out.append(LEARNED[name](**kwargs))
     if len(set(names)) != len(names):
         raise ConfigError(f"learned.schemes={names} names a scheme twice")

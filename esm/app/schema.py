@@ -171,6 +171,8 @@ class ColumnMLPConfig:
 class SpectralFilterConfig:
     bound: float = positive(3.0, 3)
     conserve: bool = False
+    max_rate_dt: float = field(default=0.05, metadata=_range(0, 0.1, low_open=True,
+                                                              example=0.05))
 
 
 @dataclass

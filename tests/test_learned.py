@@ -1,0 +1,323 @@
+"""Learned parametrizations: array parameters, the hybrid model, its gradients, saved weights
+and online training against a truth with a hidden tendency (issue 13)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from calibration import training
+from calibration.hybrid import load_weights, save_weights
+from esm.atmosphere import cases
+from esm.app import data
+from esm.core import parameters, rollout, time_integration
+from esm.core.spherical_harmonics import SphericalHarmonicGrid
+from parametrizations import HeldSuarez
+from parametrizations.learned import ColumnMLP, SpectralFilter, fit_normalisation
+from parametrizations.synthetic import HiddenHeating
+
+DT = 1800.0
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hybrid(schemes, dtype="float32"):
+    grid = SphericalHarmonicGrid.from_name("t21", dtype=dtype)
+    case = cases.held_suarez_spun_up(grid, data.held_suarez_state(), schemes,
+                                     hyperdiffusion_order=4)
+    eq = case.equation
+    params = parameters.default_values(eq.parameters, {"hyperdiffusion.timescale": 2.4 * 3600},
+                                       dtype)
+    return grid, case, eq, params, time_integration.make_stepper("leapfrog", eq, DT)
+
+
+def randomised(params, decls, scale, seed=1, schemes=None):
+    """Every trainable array (also the zero-initialised output layer) of ``schemes`` (None:
+    all) drawn from N(0, scale^2)."""
+    key = jax.random.PRNGKey(seed)
+    out = {s: dict(v) for s, v in params.items()}
+    for i, p in enumerate(d for d in decls if parameters.is_array_parameter(d) and d.trainable
+                          and (schemes is None or d.scheme in schemes)):
+        x = out[p.scheme][p.short_name]
+        out[p.scheme][p.short_name] = scale * jax.random.normal(jax.random.fold_in(key, i),
+                                                                x.shape, x.dtype)
+    return out
+
+
+# ----------------------------------------------------------------------------- parameters
+def test_array_parameters_partition_combine_and_table():
+    mlp = ColumnMLP(levels=8, hidden=(16,))
+    decls = (HeldSuarez().parameters + mlp.parameters)
+    params = parameters.default_values(decls, key=jax.random.PRNGKey(3))
+    physical, network = parameters.partition(params, decls)
+    assert physical["column_mlp"]["w0"] is None and network["held_suarez"]["k_a"] is None
+    back = parameters.combine(physical, network)
+    assert jax.tree.structure(back) == jax.tree.structure(params)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(params)):
+        np.testing.assert_array_equal(a, b)
+    # the output layer starts at zero, the hidden one at LeCun-normal scale 1/sqrt(fan_in)
+    assert float(jnp.max(jnp.abs(params["column_mlp"]["w_out"]))) == 0.0
+    w0 = np.asarray(params["column_mlp"]["w0"])
+    assert abs(w0.std() * np.sqrt(w0.shape[1]) - 1.0) < 0.1
+    mask = parameters.trainable_mask(params, decls)
+    assert mask["column_mlp"]["w0"] and not mask["column_mlp"]["input_std"]
+    assert not mask["held_suarez"]["k_a"]
+    text = parameters.table(decls)
+    assert "array 16x117" in text and "statistic" in text and "held_suarez.k_a" in text
+    summary = parameters.array_summary(params, decls)
+    assert summary["column_mlp.w0"]["shape"] == [16, 117]
+    with pytest.raises(ValueError, match="network weight array"):
+        parameters.default_values(decls, {"column_mlp.w0": 1.0})
+
+
+def test_spectral_weights_give_area_mean_squares(x64):
+    grid = SphericalHarmonicGrid.from_name("t21", dtype="float64")
+    rng = np.random.default_rng(0)
+    c = jnp.asarray(rng.standard_normal(grid.modal_shape) * grid.mask)
+    f = grid.to_nodal(c)
+    np.testing.assert_allclose(float(grid.mean(f * f)),
+                               float(jnp.sum(c * c * training.spectral_weights(grid))),
+                               rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- the hybrid
+def test_zero_initialised_hybrid_is_the_physics_only_model_and_compiles_once(x64):
+    mlp, sf = ColumnMLP(levels=8, hidden=(16,)), SpectralFilter(levels=8, time_step=DT)
+    _, case, eq, params, st = hybrid((HeldSuarez(), mlp, sf), "float64")
+    _, case0, eq0, params0, st0 = hybrid((HeldSuarez(),), "float64")
+    states = jax.tree.map(lambda x: x[None], case.initial_state)
+    params = fit_normalisation(sf, fit_normalisation(mlp, params, eq, states), eq, states)
+    run = jax.jit(lambda c, p: rollout.advance(st.step, c, p, 48))
+    a = st.current(run(st.init(case.initial_state, params), params))
+    b = st0.current(jax.jit(lambda c, p: rollout.advance(st0.step, c, p, 48))(
+        st0.init(case0.initial_state, params0), params0))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-12)
+    other = randomised(params, eq.parameters, 0.05)
+    c = st.current(run(st.init(case.initial_state, other), other))
+    assert float(jnp.max(jnp.abs(c.temperature_variation - a.temperature_variation))) > 1e-3
+    assert run._cache_size() == 1  # new weights are arguments, not constants
+
+
+def test_conserving_outputs_remove_global_enthalpy_and_angular_momentum_tendencies(x64):
+    mlp = ColumnMLP(levels=8, hidden=(16,), conserve=True)
+    grid, case, eq, params, _ = hybrid((mlp,), "float64")
+    states = jax.tree.map(lambda x: x[None], case.initial_state)
+    params = randomised(fit_normalisation(mlp, params, eq, states), eq.parameters, 0.3)
+    d = eq.nodal_diagnostics(case.initial_state)
+    tend = mlp.model_tendencies(params, eq, case.initial_state, d)
+    ds = np.asarray(eq.vertical.thickness)[:, None, None]
+    mass = ds * np.asarray(1e5 * jnp.exp(d.log_surface_pressure))[None]
+    cos = np.asarray(grid.cos_lat)[:, None]
+    enthalpy = float(np.sum(grid.mean(jnp.asarray(mass * np.asarray(tend.temperature)))))
+    momentum = float(np.sum(grid.mean(jnp.asarray(mass * cos * np.asarray(tend.u)))))
+    scale_t = float(np.sum(grid.mean(jnp.asarray(mass * np.abs(np.asarray(tend.temperature))))))
+    scale_u = float(np.sum(grid.mean(jnp.asarray(mass * cos * np.abs(np.asarray(tend.u))))))
+    assert scale_t > 0 and scale_u > 0
+    assert abs(enthalpy) < 1e-12 * scale_t and abs(momentum) < 1e-12 * scale_u
+
+
+def _days_finite(schemes, scales, days):
+    """Days (in steps of 10) that a hybrid with random weights runs before a NaN."""
+    _, case, eq, params, st = hybrid((HeldSuarez(),) + schemes)
+    states = jax.tree.map(lambda x: x[None], case.initial_state)
+    for scheme, scale in zip(schemes, scales):
+        params = fit_normalisation(scheme, params, eq, states)
+        params = randomised(params, eq.parameters, scale, seed=2, schemes=(scheme.name,))
+    ten = jax.jit(lambda c, p: rollout.advance(st.step, c, p, 10 * 48))
+    carry = st.init(case.initial_state, params)
+    for day in range(10, days + 1, 10):
+        carry = ten(carry, params)
+        if not bool(rollout.tree_leaves_finite(st.current(carry))):
+            return day - 10
+    return days
+
+
+def test_bounded_damping_rates_keep_100_day_hybrid_runs_finite():
+    """The spectral filter with its rates and modulation saturated (weights N(0, 9)) runs
+    100 days at its default bound (damping rate <= 0.05 / dt) but blows up within 30 days at
+    twice the bound: the computational mode the bound is there for. The column MLP at
+    random weights (N(0, 0.09) in every layer) runs 100 days too."""
+    assert _days_finite((SpectralFilter(levels=8, time_step=DT),), (3.0,), 100) == 100
+    assert _days_finite((SpectralFilter(levels=8, time_step=DT, max_rate_dt=0.1),), (3.0,),
+                        30) < 30
+    assert _days_finite((ColumnMLP(levels=8, hidden=(32,)),), (0.3,), 100) == 100
+
+
+@pytest.mark.parametrize("policy", ["none", "step", "nested", "binomial"])
+def test_weight_gradients_through_a_2_day_rollout_match_finite_differences(x64, policy):
+    """From the spun-up T21 L8 state, all layers randomly non-zero: the derivative along a
+    random direction over all weights (reverse mode through the checkpointed rollout)
+    matches centred differences to 1e-5 relative, and the policies agree to 1e-10."""
+    mlp = ColumnMLP(levels=8, hidden=(8,))
+    _, case, eq, params, st = hybrid((HeldSuarez(), mlp), "float64")
+    states = jax.tree.map(lambda x: x[None], case.initial_state)
+    params = randomised(fit_normalisation(mlp, params, eq, states), eq.parameters, 0.2)
+    mask = parameters.trainable_mask(params, eq.parameters)
+    import equinox as eqx
+
+    weights, fixed = eqx.partition(params, mask)
+    direction = randomised(params, eq.parameters, 1.0, seed=7)
+    direction, _ = eqx.partition(direction, mask)
+    n = 96
+
+    def objective(w):
+        p = eqx.combine(w, fixed)
+        final = rollout.advance(st.step, st.init(case.initial_state, p), p, n,
+                                checkpoint=policy, checkpoints=10)
+        t = st.current(final).temperature_variation
+        return jnp.sum(t * t) * 1e-3
+
+    grad = jax.jit(jax.grad(objective))(weights)
+    along = sum(float(jnp.sum(g * d)) for g, d in zip(jax.tree.leaves(grad),
+                                                      jax.tree.leaves(direction)))
+    if "fd" not in GRADIENTS:  # the same finite difference for every policy
+        f = jax.jit(objective)
+
+        def centred(h):
+            plus = jax.tree.map(lambda w, d: w + h * d, weights, direction)
+            minus = jax.tree.map(lambda w, d: w - h * d, weights, direction)
+            return (float(f(plus)) - float(f(minus))) / (2 * h)
+
+        # Richardson extrapolation of two centred differences: O(h^4)
+        GRADIENTS["fd"] = (4.0 * centred(5e-5) - centred(1e-4)) / 3.0
+    np.testing.assert_allclose(along, GRADIENTS["fd"], rtol=1e-5)
+    reference = GRADIENTS.setdefault("along", along)
+    np.testing.assert_allclose(along, reference, rtol=1e-10)
+
+
+#: shared by the policies' runs of the gradient test: the finite difference, the first
+#: policy's derivative
+GRADIENTS: dict = {}
+
+
+def test_saved_weights_reload_bit_for_bit_and_give_identical_rollouts(tmp_path):
+    mlp, sf = ColumnMLP(levels=8, hidden=(16,)), SpectralFilter(levels=8, time_step=DT)
+    _, case, eq, params, st = hybrid((HeldSuarez(), mlp, sf))
+    states = jax.tree.map(lambda x: x[None], case.initial_state)
+    params = randomised(fit_normalisation(mlp, params, eq, states), eq.parameters, 0.1)
+    save_weights(tmp_path / "weights.npz", params, eq.parameters, {"experiment": {"name": "x"}})
+    fresh = parameters.default_values(eq.parameters, {"hyperdiffusion.timescale": 2.4 * 3600})
+    loaded = load_weights(tmp_path / "weights.npz", fresh, eq.parameters)
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    run = jax.jit(lambda p: st.current(rollout.advance(st.step, st.init(case.initial_state, p),
+                                                       p, 24)))
+    for a, b in zip(jax.tree.leaves(run(loaded)), jax.tree.leaves(run(params))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+# ----------------------------------------------------------------------------- training
+def test_tiny_hybrid_learns_a_hidden_tendency_online():
+    """T21 L8: the truth has Held–Suarez plus a hidden heating; the hybrid (Held–Suarez +
+    a column MLP starting at zero) is trained through 6-hour rollouts. The training loss
+    falls >= 20 %, the held-out loss falls, the learned and hidden temperature tendencies
+    correlate >= 0.5, and an injected NaN loss is skipped without touching the weights."""
+    grid, tcase, teq, tparams, tst = hybrid((HeldSuarez(), HiddenHeating()))
+    per = 12
+    run = jax.jit(lambda c: rollout.integrate(
+        tst.step, rollout.advance(tst.step, c, tparams, 10 * 48), tparams, 48 * per, per,
+        observe=tst.current)[1])
+    states = run(tst.init(tcase.initial_state, tparams))
+    train = training.Trajectory(jax.tree.map(lambda x: x[:36], states), np.zeros(36, int))
+    tune = training.Trajectory(jax.tree.map(lambda x: x[40:], states), np.zeros(8, int))
+    mlp = ColumnMLP(levels=8, hidden=(32,))
+    _, _, eq, params, st = hybrid((HeldSuarez(), mlp))
+    params = fit_normalisation(mlp, params, eq, train.states)
+    loss = training.RolloutLoss(st, grid, training.field_variances(grid, train.states), per,
+                                checkpoint="none")
+    trainer = training.Trainer(loss, eq.parameters, params, train, tune,
+                               [training.Stage(1, 24)], batch=4, learning_rate=3e-3, warmup=3,
+                               eval_every=0, inject_nan_at=4)
+    state = trainer.init()
+    held_before = trainer.heldout_loss(state["ema"], 1)
+    rows = []
+    state, reason = trainer.iterate(state, log=rows.append)
+    assert reason == "max_iterations" and len(rows) == 24
+    # the poisoned iteration (5th) was skipped: weights unchanged, the next ones train
+    assert rows[4]["skipped"] == 1.0 and not np.isfinite(rows[4]["loss"])
+    assert rows[4]["network_norm"] == rows[3]["network_norm"]
+    assert all(r["skipped"] == 0.0 for i, r in enumerate(rows) if i != 4)
+    assert rows[5]["network_norm"] != rows[4]["network_norm"]
+    first = np.mean([rows[i]["loss"] for i in range(3)])
+    last = np.mean([r["loss"] for r in rows[-3:]])
+    assert last <= 0.8 * first, (first, last)
+    held_after = trainer.heldout_loss(state["ema"], 1)
+    assert held_after < held_before, (held_before, held_after)
+    # the learned tendency against the hidden one on held-out truth states
+    trained = trainer.params_of(state["ema"])
+    corr = []
+    for i in range(0, tune.size, 2):
+        s = tune.take(i)
+        d = eq.nodal_diagnostics(s)
+        learned = mlp.model_tendencies(trained, eq, s, d).temperature
+        columns = eq.nodal_diagnostics(s)
+        lat = np.asarray(grid.lat_lon_mesh[0])[None]
+        sigma = np.asarray(eq.vertical.centers)[:, None, None]
+        rate = np.cos(lat) ** 2 * np.maximum(sigma - 0.3, 0.0) / (3 * 86400.0)
+        true = -rate * (np.asarray(columns.temperature) - 265.0)
+        corr.append(np.corrcoef(np.asarray(learned).ravel(), true.ravel())[0, 1])
+    print(f"training loss {first:.4g} -> {last:.4g}, held-out {held_before:.4g} -> "
+          f"{held_after:.4g}, correlation with the hidden tendency {np.mean(corr):.3f}")
+    assert np.mean(corr) >= 0.5, corr
+
+
+def _calibrate(args, env=None):
+    code = ("import sys; from esm.app.cli import _install_signal_handlers; "
+            "_install_signal_handlers(); from calibration.cli import calibrate_main; "
+            "sys.exit(calibrate_main(sys.argv[1:]))")
+    return subprocess.run([sys.executable, "-c", code, "run.progress=false", *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=900)
+
+
+def test_training_refuses_the_test_split_and_network_weights_for_gauss_newton(tmp_path):
+    r = _calibrate(["experiment=hybrid_tiny", "training.truth.source=cache",
+                    "training.truth.train_split=test", f"hydra.run.dir={tmp_path / 'a'}"])
+    assert r.returncode == 2, r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "test split" in lines[0], r.stderr
+    r = _calibrate(["experiment=hybrid_tiny", "calibration.method=gauss_newton",
+                    "calibration.parameters=[column_mlp.w0]", f"hydra.run.dir={tmp_path / 'b'}"])
+    assert r.returncode == 2
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "fits physical parameters only" in lines[0], r.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_then_rerun_gives_identical_weights(tmp_path):
+    """CPU, float64: killed at its second checkpoint, the job resumes and ends with the
+    weights and EMA of an uninterrupted run, bit for bit."""
+    import os
+
+    args = ["experiment=hybrid_tiny", "precision=float64",
+            "training.curriculum=[{hours:6,iterations:12},{hours:12,iterations:6}]",
+            "training.checkpoint_every=4", "training.eval_every=4"]
+    whole = _calibrate(args + [f"hydra.run.dir={tmp_path / 'whole'}"])
+    assert whole.returncode == 0, whole.stderr
+    env = dict(os.environ, DIFFESM_FAULT="calibration.mid_checkpoint:2")
+    killed = _calibrate(args + [f"hydra.run.dir={tmp_path / 'cut'}"], env=env)
+    assert killed.returncode == -9, killed.stderr
+    resumed = _calibrate(args + [f"hydra.run.dir={tmp_path / 'cut'}"])
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = (np.load(tmp_path / k / "weights.npz") for k in ("whole", "cut"))
+    assert sorted(a.files) == sorted(b.files)
+    for k in a.files:
+        if k != "__meta__":
+            np.testing.assert_array_equal(a[k], b[k])
+    sa, sb = (np.load(tmp_path / k / "checkpoints" / "state.npz") for k in ("whole", "cut"))
+    for k in sa.files:
+        if k != "__meta__":
+            np.testing.assert_array_equal(sa[k], sb[k])
+    import csv
+
+    def rows(run):
+        with open(tmp_path / run / "history.csv") as f:
+            return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in csv.DictReader(f)]
+
+    assert rows("whole") == rows("cut")
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert summary["iterations"] == 18
