@@ -122,7 +122,7 @@ class _Learned(AbstractParametrization):
                 ArrayParameter(f"{s}.input_std", (f,), "ones", trainable=False,
                                description="standard deviation of each input feature"),
                 ArrayParameter(f"{s}.output_scale", (3 * k,), "ones", trainable=False,
-                               description="tendency scale per output (field std per day)"))
+                               description="tendency scale per output (field std per 5 days)"))
 
     def column_tendencies(self, params, column, time=None):
         raise NotImplementedError(f"{self.name} needs the spectral state: the dynamical core "

@@ -212,19 +212,19 @@ def test_saved_weights_reload_bit_for_bit_and_give_identical_rollouts(tmp_path):
 
 
 # ----------------------------------------------------------------------------- training
-def test_tiny_hybrid_learns_a_hidden_tendency_online():
-    """T21 L8: the truth has Held–Suarez plus a hidden heating; the hybrid (Held–Suarez +
-    a column MLP starting at zero) is trained through 6-hour rollouts. The training loss
-    falls >= 20 %, the held-out loss falls, the learned and hidden temperature tendencies
-    correlate >= 0.5, and an injected NaN loss is skipped without touching the weights."""
+@pytest.fixture(scope="module")
+def tiny():
+    """T21 L8: a truth with Held–Suarez plus a hidden heating, and a hybrid (Held–Suarez + a
+    column MLP starting at zero) trained on it through 6-hour rollouts, 24 iterations, with a
+    NaN loss injected at the 5th."""
     grid, tcase, teq, tparams, tst = hybrid((HeldSuarez(), HiddenHeating()))
     per = 12
     run = jax.jit(lambda c: rollout.integrate(
-        tst.step, rollout.advance(tst.step, c, tparams, 10 * 48), tparams, 48 * per, per,
+        tst.step, rollout.advance(tst.step, c, tparams, 10 * 48), tparams, 56 * per, per,
         observe=tst.current)[1])
     states = run(tst.init(tcase.initial_state, tparams))
     train = training.Trajectory(jax.tree.map(lambda x: x[:36], states), np.zeros(36, int))
-    tune = training.Trajectory(jax.tree.map(lambda x: x[40:], states), np.zeros(8, int))
+    tune = training.Trajectory(jax.tree.map(lambda x: x[40:], states), np.zeros(16, int))
     mlp = ColumnMLP(levels=8, hidden=(32,))
     _, _, eq, params, st = hybrid((HeldSuarez(), mlp))
     params = fit_normalisation(mlp, params, eq, train.states)
@@ -232,12 +232,22 @@ def test_tiny_hybrid_learns_a_hidden_tendency_online():
                                 checkpoint="none")
     trainer = training.Trainer(loss, eq.parameters, params, train, tune,
                                [training.Stage(1, 24)], batch=4, learning_rate=3e-3, warmup=3,
-                               eval_every=0, inject_nan_at=4)
+                               eval_every=0, eval_windows=8, inject_nan_at=4)
     state = trainer.init()
     held_before = trainer.heldout_loss(state["ema"], 1)
     rows = []
     state, reason = trainer.iterate(state, log=rows.append)
-    assert reason == "max_iterations" and len(rows) == 24
+    return dict(grid=grid, eq=eq, st=st, mlp=mlp, trainer=trainer, state=state, rows=rows,
+                reason=reason, held_before=held_before, train=train, tune=tune, per=per)
+
+
+def test_tiny_hybrid_learns_a_hidden_tendency_online(tiny):
+    """The training loss falls >= 20 %, the held-out loss falls, the learned and hidden
+    temperature tendencies correlate >= 0.5 on held-out states, and the injected NaN loss
+    is skipped without touching the weights."""
+    rows, trainer, state = tiny["rows"], tiny["trainer"], tiny["state"]
+    grid, eq, mlp, tune = tiny["grid"], tiny["eq"], tiny["mlp"], tiny["tune"]
+    assert tiny["reason"] == "max_iterations" and len(rows) == 24
     # the poisoned iteration (5th) was skipped: weights unchanged, the next ones train
     assert rows[4]["skipped"] == 1.0 and not np.isfinite(rows[4]["loss"])
     assert rows[4]["network_norm"] == rows[3]["network_norm"]
@@ -246,24 +256,64 @@ def test_tiny_hybrid_learns_a_hidden_tendency_online():
     first = np.mean([rows[i]["loss"] for i in range(3)])
     last = np.mean([r["loss"] for r in rows[-3:]])
     assert last <= 0.8 * first, (first, last)
+    held_before = tiny["held_before"]
     held_after = trainer.heldout_loss(state["ema"], 1)
     assert held_after < held_before, (held_before, held_after)
     # the learned tendency against the hidden one on held-out truth states
     trained = trainer.params_of(state["ema"])
     corr = []
+    lat = np.asarray(grid.lat_lon_mesh[0])[None]
+    sigma = np.asarray(eq.vertical.centers)[:, None, None]
+    rate = np.cos(lat) ** 2 * np.maximum(sigma - 0.3, 0.0) / (3 * 86400.0)
     for i in range(0, tune.size, 2):
         s = tune.take(i)
         d = eq.nodal_diagnostics(s)
         learned = mlp.model_tendencies(trained, eq, s, d).temperature
-        columns = eq.nodal_diagnostics(s)
-        lat = np.asarray(grid.lat_lon_mesh[0])[None]
-        sigma = np.asarray(eq.vertical.centers)[:, None, None]
-        rate = np.cos(lat) ** 2 * np.maximum(sigma - 0.3, 0.0) / (3 * 86400.0)
-        true = -rate * (np.asarray(columns.temperature) - 265.0)
+        true = -rate * (np.asarray(d.temperature) - 265.0)
         corr.append(np.corrcoef(np.asarray(learned).ravel(), true.ravel())[0, 1])
     print(f"training loss {first:.4g} -> {last:.4g}, held-out {held_before:.4g} -> "
           f"{held_after:.4g}, correlation with the hidden tendency {np.mean(corr):.3f}")
     assert np.mean(corr) >= 0.5, corr
+
+
+def test_trained_hybrid_forecasts_better_than_the_physics_only_model(tiny):
+    """On the held-out days, 1-day forecasts of T (sigma ~0.5) and u (sigma ~0.25): the
+    trained hybrid's RMSE is below the physics-only model's in each hemisphere, and the
+    paired bootstrap interval of the T-RMSE ratio lies below 1."""
+    from calibration import evaluate
+
+    eq, st, tune, per = tiny["eq"], tiny["st"], tiny["tune"], tiny["per"]
+    trained = tiny["trainer"].params_of(tiny["state"]["ema"])
+    _, _, eq0, params0, st0 = hybrid((HeldSuarez(),))
+    starts = tune.starts(4)
+    x0, truth = evaluate.stack_windows(tune, starts, [4])
+    hybrid_rmse = evaluate.forecast_rmse(st, trained, x0, truth, [4 * per])
+    physics_rmse = evaluate.forecast_rmse(st0, params0, x0, truth, [4 * per])
+    for hemisphere in (0, 1):
+        ratio, low, high = evaluate.paired_bootstrap_ratio(hybrid_rmse[:, 0, 0, hemisphere],
+                                                           physics_rmse[:, 0, 0, hemisphere])
+        print(f"hemisphere {hemisphere}: T RMSE ratio {ratio:.3f} [{low:.3f}, {high:.3f}]")
+        assert high < 1.0, (ratio, low, high)
+    assert np.all(hybrid_rmse.mean(axis=0) < physics_rmse.mean(axis=0))
+
+
+def test_energy_spectrum_sums_to_the_grid_kinetic_energy_and_jets_are_located(x64):
+    from calibration import evaluate
+
+    grid, case, eq, _, _ = hybrid((HeldSuarez(),), "float64")
+    s = case.initial_state
+    d = eq.nodal_diagnostics(s)
+    k = 3
+    ke_grid = float(grid.mean(0.5 * (d.zonal_wind[k] ** 2 + d.meridional_wind[k] ** 2)))
+    spec = evaluate.energy_spectrum(grid, s.vorticity[k], s.divergence[k])
+    np.testing.assert_allclose(spec.sum(), ke_grid, rtol=1e-10)
+    assert spec[0] == 0.0  # no energy in n = 0; the three bands cover n = 1..21 = T
+    np.testing.assert_allclose(evaluate.energy_bands(grid, s.vorticity[k], s.divergence[k]).sum(),
+                               spec.sum(), rtol=1e-12)
+    lat = np.rad2deg(grid.latitude)
+    u = 30 * np.exp(-((lat - 41.3) / 10) ** 2) + 25 * np.exp(-((lat + 47.9) / 12) ** 2)
+    south, north = evaluate.jet_latitudes(lat, u)
+    assert abs(north - 41.3) < 0.3 and abs(south + 47.9) < 0.3
 
 
 def _calibrate(args, env=None):

@@ -587,8 +587,17 @@ def params_main(argv: list[str] | None = None) -> int:
     from esm.app.build import ConfigError, build_model
     from esm.core.parameters import table
 
+    import numpy as np
+
     try:
-        plain = validated(argv)
+        try:
+            plain = validated(argv)
+        except ConfigError as e:
+            if "calibration preset" not in str(e):
+                raise
+            from esm.app.schema import CalibrateSchema
+
+            plain = validated(argv, config_name="calibrate", schema=CalibrateSchema)
         _configure_jax(plain["precision"])
         setup = build_model(plain)
     except ConfigError as e:
@@ -597,7 +606,12 @@ def params_main(argv: list[str] | None = None) -> int:
     print("\ncurrent values:")
     for scheme, values in setup.params.items():
         for name, value in values.items():
-            print(f"  {scheme}.{name} = {float(value):g}")
+            x = np.asarray(value, np.float64)
+            if x.ndim:  # an array parameter: its shape and norm, not every entry
+                shape = "x".join(map(str, x.shape))
+                print(f"  {scheme}.{name} = array {shape}, norm {np.sqrt(np.sum(x * x)):g}")
+            else:
+                print(f"  {scheme}.{name} = {float(x):g}")
     return EXIT_OK
 
 
