@@ -29,7 +29,7 @@ def nearest_level(vertical, sigma: float) -> int:
     return int(np.argmin(np.abs(np.asarray(vertical.centers) - sigma)))
 
 
-def _grid_fields(eq, state, k_t: int, k_u: int):
+def level_fields(eq, state, k_t: int, k_u: int):
     """(T at level k_t, u at level k_u) on the grid."""
     d = eq.nodal_diagnostics(state)
     return d.temperature[k_t], d.zonal_wind[k_u]
@@ -63,12 +63,12 @@ def forecast_rmse(stepper, params, initial_states, truth_at_leads, lead_steps: S
         out = []
         for n in gaps:
             carry = rollout.advance(stepper.step, carry, params, n)
-            out.append(_grid_fields(eq, stepper.current(carry), k_t, k_u))
+            out.append(level_fields(eq, stepper.current(carry), k_t, k_u))
         return out
 
     @jax.jit
     def truth_fields(s):
-        return _grid_fields(eq, s, k_t, k_u)
+        return level_fields(eq, s, k_t, k_u)
 
     n_ic = jax.tree.leaves(initial_states)[0].shape[0]
     result = np.zeros((n_ic, len(leads), 2, 2))

@@ -371,3 +371,29 @@ def test_sigkill_during_training_then_rerun_gives_identical_weights(tmp_path):
     assert rows("whole") == rows("cut")
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert summary["iterations"] == 18
+
+
+@pytest.mark.slow
+def test_evaluation_script_on_a_small_truth(tmp_path):
+    """benchmarks/hybrid_evaluate.py end to end on a T31 -> T21 L4 truth of a few days: the
+    floor (the truth's own model from the truncated truth) beats the T21 model, and a model
+    with a wrong cooling rate is worse than the default one."""
+    cache = tmp_path / "truth"
+    r = subprocess.run([sys.executable, "benchmarks/hybrid_truth.py", "--resolution", "t31",
+                        "--target", "t21", "--levels", "4", "--splits", "1,1,0.5,0.5,2",
+                        "--days", "5.5", "--segment-days", "0.5",
+                        "--test-initial-every-days", "0.5", "--cache", str(cache)],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "eval.json"
+    r = subprocess.run([sys.executable, "benchmarks/hybrid_evaluate.py", "--cache", str(cache),
+                        "--levels", "4", "--leads", "0.25,0.5", "--every-days", "0.5",
+                        "--model", "default=", "--model", "weak=physics.held_suarez.k_a=0.02",
+                        "--reference", "default", "--floor", "--json", str(out)],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert report["initial_conditions"] == 3
+    weak = report["ratios"]["weak/default"]["day0.5_ta_sigma0.5_north"]
+    floor = report["ratios"]["floor/default"]["day0.5_ta_sigma0.5_north"]
+    assert weak[1] > 1.0 and floor[2] < 1.0
