@@ -290,8 +290,10 @@ class Trainer:
         _, fixed = eqx.partition(self.params, self.mask)
         params = eqx.combine(trainable["network"], fixed)
         if self.free is not None and self.free.size:
-            phys = self.free.to_params(trainable["physical"])
-            params = {s: ({**v, **phys[s]} if s in phys else v) for s, v in params.items()}
+            phys = self.free.to_params(trainable["physical"])  # the full tree at base values
+            params = {s: dict(v) for s, v in params.items()}
+            for p in self.free.declarations:  # only the fitted entries come from z
+                params[p.scheme][p.short_name] = phys[p.scheme][p.short_name]
         return params
 
     # ------------------------------------------------------------------ state
