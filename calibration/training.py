@@ -255,7 +255,7 @@ class Trainer:
     eval_windows: int = 8
     patience: int = 0
     augment: bool = True
-    inject_nan_at: int | None = None  # testing: the loss of this iteration is made NaN
+    inject_nan_at: Sequence[int] = ()  # testing: the losses of these iterations are made NaN
 
     def __post_init__(self):
         self.mask = parameters_module.trainable_mask(self.params, self.declarations)
@@ -386,7 +386,8 @@ class Trainer:
             i = int(state["iteration"])
             stage = self.stages[self.stage_of(i)]
             x0, targets = self.sample(i, stage.snapshots)
-            poison = jnp.asarray(np.nan if i == self.inject_nan_at else 0.0, self._dtype)
+            poison = jnp.asarray(np.nan if i in tuple(self.inject_nan_at) else 0.0,
+                                 self._dtype)
             state, info = self._step_fn(stage.snapshots)(state, x0, targets, poison)
             skips = int(optax_notfinite_count(state["opt_state"]))
             row = {"iteration": i + 1, "stage": self.stage_of(i),

@@ -232,7 +232,7 @@ def tiny():
                                 checkpoint="none")
     trainer = training.Trainer(loss, eq.parameters, params, train, tune,
                                [training.Stage(1, 24)], batch=4, learning_rate=3e-3, warmup=3,
-                               eval_every=0, eval_windows=8, inject_nan_at=4)
+                               eval_every=0, eval_windows=8, inject_nan_at=(4,))
     state = trainer.init()
     held_before = trainer.heldout_loss(state["ema"], 1)
     rows = []
@@ -295,6 +295,27 @@ def test_trained_hybrid_forecasts_better_than_the_physics_only_model(tiny):
         print(f"hemisphere {hemisphere}: T RMSE ratio {ratio:.3f} [{low:.3f}, {high:.3f}]")
         assert high < 1.0, (ratio, low, high)
     assert np.all(hybrid_rmse.mean(axis=0) < physics_rmse.mean(axis=0))
+
+
+def test_repeated_non_finite_steps_roll_back_to_the_last_good_copy(tiny):
+    """Three NaN losses in a row (max_skips=3) after the good copy of iteration 4 and one
+    more good step: the weights return to iteration 4's, and the learning rate halves."""
+    t = tiny["trainer"]
+    trainer = training.Trainer(t.loss, t.declarations, t.params, tiny["train"], tiny["tune"],
+                               [training.Stage(1, 8)], batch=2, warmup=0, eval_every=0,
+                               checkpoint_every=4, max_skips=3, inject_nan_at=(5, 6, 7))
+    rows, saved = [], {}
+
+    def keep(state):
+        saved[int(state["iteration"])] = jax.tree.map(np.asarray, state["trainable"])
+
+    state, _ = trainer.iterate(trainer.init(), log=rows.append, checkpoint=keep)
+    assert [r.get("rolled_back", 0) for r in rows] == [0] * 7 + [1]
+    assert [r["skipped"] for r in rows] == [0.0] * 5 + [1.0] * 3
+    assert rows[4]["network_norm"] != rows[3]["network_norm"]  # iteration 5 trained
+    assert int(state["rollbacks"]) == 1 and float(state["lr_scale"]) == 0.5
+    for a, b in zip(jax.tree.leaves(state["trainable"]), jax.tree.leaves(saved[4])):
+        np.testing.assert_array_equal(np.asarray(a), b)
 
 
 def test_physical_parameters_train_jointly_with_their_own_optimiser(tiny):
