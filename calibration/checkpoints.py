@@ -35,6 +35,27 @@ def load_state(path: Path, template):
                           "the run directory or use another hydra.run.dir") from None
 
 
+def check_run_dir(run_dir: Path, cfg, identity, what: str, allowed: str) -> bool:
+    """True if ``run_dir`` holds a checkpoint to resume; ConfigError if its ``config.yaml``
+    differs from ``cfg`` in a key that ``identity`` (config -> compared part) keeps.
+    ``what``: the job's kind in the message; ``allowed``: what may change on resume."""
+    from omegaconf import OmegaConf
+
+    from esm.app import runs
+
+    cfg_path = run_dir / "config.yaml"
+    resume = (run_dir / "checkpoints" / "state.npz").exists()
+    if resume and cfg_path.exists():
+        old = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True)
+        diff = runs.first_difference(identity(old), identity(cfg))
+        if diff:
+            key, a, b = diff
+            raise ConfigError(f"run directory {run_dir} holds a {what} with {key}={a} but this "
+                              f"one has {key}={b}; {allowed}: use the same overrides or "
+                              "another hydra.run.dir")
+    return resume
+
+
 def read_history(path: Path, upto: int) -> list[dict]:
     """The rows of ``history.csv`` up to iteration ``upto`` (the last checkpoint)."""
     if not path.exists():

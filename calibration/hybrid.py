@@ -267,19 +267,8 @@ class TrainingJob:
         self.should_stop = should_stop or (lambda: False)
 
     def _check_run_dir(self) -> bool:
-        from omegaconf import OmegaConf
-
-        cfg_path = self.run_dir / "config.yaml"
-        resume = (self.run_dir / "checkpoints" / "state.npz").exists()
-        if resume and cfg_path.exists():
-            old = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True)
-            diff = runs.first_difference(config_identity(old), config_identity(self.cfg))
-            if diff:
-                key, a, b = diff
-                raise ConfigError(
-                    f"run directory {self.run_dir} holds a training with {key}={a} but this "
-                    f"one has {key}={b}; use the same overrides or another hydra.run.dir")
-        return resume
+        return checkpoints.check_run_dir(self.run_dir, self.cfg, config_identity, "training",
+                                         "only run.progress may change on resume")
 
     def _phase(self, message: str, since: float) -> None:
         if self.progress:

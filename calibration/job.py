@@ -91,20 +91,8 @@ class CalibrationJob:
     def _check_run_dir(self) -> bool:
         """True if there is a checkpoint to resume; ConfigError if it was made with another
         config (except calibration.max_iterations)."""
-        from omegaconf import OmegaConf
-
-        cfg_path = self.run_dir / "config.yaml"
-        resume = (self.run_dir / "checkpoints" / "state.npz").exists()
-        if resume and cfg_path.exists():
-            old = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True)
-            diff = runs.first_difference(config_identity(old), config_identity(self.cfg))
-            if diff:
-                key, a, b = diff
-                raise ConfigError(
-                    f"run directory {self.run_dir} holds a calibration with {key}={a} but this "
-                    f"one has {key}={b}; only calibration.max_iterations may change on resume: use the "
-                    "same overrides or another hydra.run.dir")
-        return resume
+        return checkpoints.check_run_dir(self.run_dir, self.cfg, config_identity, "calibration",
+                                         "only calibration.max_iterations may change on resume")
 
     def _make_run_dir(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,25 @@ import numpy as np
 TRANSFORMS = ("identity", "log", "logit")
 
 
+class _Named:
+    """``name = "<scheme>.<name>"``: the scheme (its key in the parameter pytree) and the
+    parameter's name within it."""
+
+    def _check_name(self):
+        if "." not in self.name:
+            raise ValueError(f"parameter name {self.name!r} must be '<scheme>.<name>'")
+
+    @property
+    def scheme(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def short_name(self) -> str:
+        return self.name.split(".", 1)[1]
+
+
 @dataclasses.dataclass(frozen=True)
-class Parameter:
+class Parameter(_Named):
     """Declaration of one free parameter.
 
     Attributes:
@@ -51,8 +68,7 @@ class Parameter:
     description: str = ""
 
     def __post_init__(self):
-        if "." not in self.name:
-            raise ValueError(f"parameter name {self.name!r} must be '<scheme>.<name>'")
+        self._check_name()
         if self.transform not in TRANSFORMS:
             raise ValueError(f"{self.name}: transform {self.transform!r} not in {TRANSFORMS}")
         lo, hi = self.bounds
@@ -60,14 +76,6 @@ class Parameter:
             raise ValueError(f"{self.name}: default {self.default} outside bounds {self.bounds}")
         if self.transform == "log" and lo < 0:
             raise ValueError(f"{self.name}: log transform needs non-negative bounds")
-
-    @property
-    def scheme(self) -> str:
-        return self.name.split(".", 1)[0]
-
-    @property
-    def short_name(self) -> str:
-        return self.name.split(".", 1)[1]
 
     def check(self, value: float) -> None:
         lo, hi = self.bounds
@@ -99,7 +107,7 @@ INITIALISERS = ("zeros", "ones", "lecun_normal", "normal")
 
 
 @dataclasses.dataclass(frozen=True)
-class ArrayParameter:
+class ArrayParameter(_Named):
     """Declaration of an array-valued parameter (a network weight or a stored statistic).
 
     Attributes:
@@ -125,19 +133,10 @@ class ArrayParameter:
     units: str = "1"
 
     def __post_init__(self):
-        if "." not in self.name:
-            raise ValueError(f"parameter name {self.name!r} must be '<scheme>.<name>'")
+        self._check_name()
         if self.init not in INITIALISERS:
             raise ValueError(f"{self.name}: init {self.init!r} not in {INITIALISERS}")
         object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
-
-    @property
-    def scheme(self) -> str:
-        return self.name.split(".", 1)[0]
-
-    @property
-    def short_name(self) -> str:
-        return self.name.split(".", 1)[1]
 
     @property
     def size(self) -> int:
