@@ -235,14 +235,20 @@ class BuiltTraining:
                            per, checkpoint=policy,
                            spectral_weight=float(tr.get("spectral_weight", 0.1)),
                            bias_weight=float(tr.get("bias_weight", 0.1)))
+        stages = _stages(cfg, every_hours, setup.dt)
+        total = sum(s.iterations for s in stages)
+        warmup = int(tr.get("warmup", 10))
+        if warmup >= total:
+            raise ConfigError(f"training.warmup={warmup} must be below the curriculum's {total} "
+                              f"iterations; lower it (e.g. training.warmup={max(total // 10, 1)})")
         self.setup, self.equation, self.declarations = setup, eq, declarations
         self.learned = learned
         self.trainer = Trainer(
-            loss, declarations, params, train, tune, _stages(cfg, every_hours, setup.dt),
+            loss, declarations, params, train, tune, stages,
             free=free, batch=int(tr.get("batch", 4)), seed=int(tr.get("seed", 0)),
             learning_rate=float(tr.get("learning_rate", 1e-3)),
             physical_learning_rate=float(tr.get("physical_learning_rate", 0.02)),
-            clip_norm=float(tr.get("clip_norm", 1.0)), warmup=int(tr.get("warmup", 10)),
+            clip_norm=float(tr.get("clip_norm", 1.0)), warmup=warmup,
             ema_decay=float(tr.get("ema_decay", 0.9)), max_skips=int(tr.get("max_skips", 3)),
             checkpoint_every=int(tr.get("checkpoint_every", 10)),
             eval_every=int(tr.get("eval_every", 10)),

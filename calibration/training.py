@@ -260,8 +260,9 @@ class Trainer:
     def __post_init__(self):
         self.mask = parameters_module.trainable_mask(self.params, self.declarations)
         self.total_iterations = int(sum(s.iterations for s in self.stages))
+        warmup = max(self.warmup, 1)
         schedule = optax.warmup_cosine_decay_schedule(
-            0.0, self.learning_rate, max(self.warmup, 1), max(self.total_iterations, 2),
+            0.0, self.learning_rate, warmup, max(self.total_iterations, warmup + 1),
             end_value=0.1 * self.learning_rate)
         transforms = {
             "network": optax.chain(optax.clip_by_global_norm(self.clip_norm),
