@@ -1,7 +1,7 @@
 """The T85 "truth" of the T21 hybrid model (issue 13): its time splits, cache layout and loader.
 
 The truth is the dry Held–Suarez model (``esm-run experiment=held_suarez resolution=t85
-levels=20 precision=float64 run.dt_minutes=15``: Held & Suarez 1994 forcing, default
+levels=20 precision=float64 run.dt_minutes=7.5``: Held & Suarez 1994 forcing, default
 parameters, leapfrog + RAW) run from rest by ``benchmarks/hybrid_truth.py``, which writes
 its states, spectrally truncated to T21 (``esm.core.truncation.coarse_grain``), every 6 hours
 after the spin-up into a cache folder (``default_cache_dir()``; see ``docs/hybrid_truth.md``).

@@ -73,7 +73,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(truths):
     assert manifest["target"]["modal_shape"] == [2, 11, 12]
     np.testing.assert_allclose(manifest["truth"]["sigma_interfaces"], np.linspace(0, 1, 5))
     assert manifest["truth"]["hyperdiffusion"] == {"order": 4, "timescale_hours": 2.4}
-    assert manifest["truth"]["dt_seconds"] == 900.0
+    assert manifest["truth"]["dt_seconds"] == 1800.0  # the resolution's default (T21)
+    assert manifest["truth"]["command"].endswith("run.dt_minutes=30")
     # T85-side states at the test's initial times are float32
     with np.load(pieces / "test_initial_day0002.000.npz") as ic:
         assert ic["vorticity"].dtype == np.float32 and ic["vorticity"].shape == (4, 2, 22, 22)
