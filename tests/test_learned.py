@@ -456,3 +456,14 @@ def test_evaluation_script_on_a_small_truth(tmp_path):
     weak = report["ratios"]["weak/default"]["day0.5_ta_sigma0.5_north"]
     floor = report["ratios"]["floor/default"]["day0.5_ta_sigma0.5_north"]
     assert weak[1] > 1.0 and floor[2] < 1.0
+    # the climate script on the same cache: free runs, truth statistics, jets, drift
+    out = tmp_path / "climate.json"
+    r = subprocess.run([sys.executable, "benchmarks/hybrid_climate.py", "--cache", str(cache),
+                        "--levels", "4", "--years", "0.02", "--discard-years", "0.005",
+                        "--sample-days", "0.25", "--model", "default=", "--json", str(out)],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    climate = json.loads(out.read_text())
+    assert climate["truth_days"] == 4 and climate["models"]["default"]["finite"]
+    south, north = climate["truth_jets"]
+    assert south == -north  # folded hemispheres
