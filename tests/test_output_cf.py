@@ -39,26 +39,35 @@ def cf_findings(path: Path) -> dict:
 def outputs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cf")
     hs = ["experiment=held_suarez", "resolution=t21", "levels=8", "run.days=1",
-          "output.every_hours=12"]
+          "output.every_hours=12", "output.mean=true"]  # mean.nc beside output.nc
     files = {
         "sigma": run(tmp, "sigma", *hs),
         "plev": run(tmp, "plev", *hs, "output.vertical=plev"),
-        "shallow_water": run(tmp, "sw", "experiment=williamson6", "resolution=t21", "run.days=0.5"),
+        "shallow_water": run(tmp, "sw", "experiment=williamson6", "resolution=t21", "run.days=0.5",
+                             "output.mean=true"),
         "ensemble": run(tmp, "ens", *hs, "ensemble.members=2"),
     }
-    run(tmp, "resumed", *hs[:-2], "run.days=0.5", "output.every_hours=12")
+    run(tmp, "resumed", *hs[:-3], "run.days=0.5", "output.every_hours=12", "output.mean=true")
     files["resumed"] = run(tmp, "resumed", *hs)
     return files
 
 
+@pytest.mark.parametrize("file", ["output.nc", "mean.nc"])
 @pytest.mark.parametrize("kind", ["sigma", "plev", "shallow_water", "ensemble", "resumed"])
-def test_compliance_checker_finds_nothing_high_or_medium(outputs, kind):
-    report = cf_findings(outputs[kind])
+def test_compliance_checker_finds_nothing_high_or_medium(outputs, kind, file):
+    path = outputs[kind].with_name(file)
+    report = cf_findings(path)
     assert report["high_count"] == 0 and report["medium_count"] == 0, report["messages"]
-    with xr.open_dataset(outputs[kind]) as ds:
+    with xr.open_dataset(path) as ds:
         assert "standard_name_vocabulary" not in ds.attrs
-        for name in ("time", "lat", "lon"):
+        for name in ("time", "lat", "lon") + (("time_bnds",) if file == "mean.nc" else ()):
             assert "_FillValue" not in ds[name].encoding or ds[name].encoding["_FillValue"] is None
+        if file == "mean.nc":  # the time means: bounds, and a mean over the 30-minute step
+            assert ds.time.attrs["bounds"] == "time_bnds" and ds.time_bnds.dims == ("time", "bnds")
+            assert ds.ua.attrs["cell_methods"] == "time: mean (interval: 30 minutes)"
+            with xr.open_dataset(outputs[kind]) as snapshots:
+                assert ds.ua.dims == snapshots.ua.dims
+                assert ds.sizes["time"] == snapshots.sizes["time"] - 1  # none at step 0
 
 
 def test_cf_xarray_resolves_axes_and_weights_by_cell_area(outputs):

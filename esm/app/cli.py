@@ -37,6 +37,7 @@ Common overrides:
   run.restart=PATH         continue from a run directory or its restart.npz
   run.compilation_cache=DIR  JAX's persistent compilation cache (repeat runs skip compiling)
   output.every_hours=FLOAT snapshot interval
+  output.mean=true         also mean.nc: means over every step of each output interval
   precision=float32|float64
   hydra.run.dir=PATH       run directory
   ocean.resolution=NAME    ocean experiments: 4deg | 2deg | 1deg (ocean.layers, ocean.<parameter>)
@@ -44,7 +45,8 @@ Common overrides:
                            output gains a member dimension; members spread over the devices
   parallel.devices=N       use the first N devices (parallel.levels=true: shard the levels)
   parallel.distributed=true  several processes (parallel.coordinator, num_processes, process_id)
-Files written: output.nc (ocean.nc for ocean experiments), summary.json, config.yaml, restart.npz.
+Files written: output.nc (ocean.nc for ocean experiments), mean.nc (ocean_mean.nc) with
+  output.mean=true, summary.json, config.yaml, restart.npz.
 Sweeps: esm-run -m KEY=A,B ... runs every combination into <hydra.sweep.dir>/<n>/
   (default outputs/sweeps/<hash>), recorded in sweep.json.
 Exit codes: 0 ok, 2 bad configuration, 3 numerical blow-up, 1 other errors.
@@ -400,7 +402,7 @@ def _run(plain: dict, run_dir: str) -> int:
     from esm.core import constants
     from esm.driver import files
     from esm.driver import restart as restart_files
-    from esm.driver.output import GridCoordinates, NetCDFWriter
+    from esm.driver.output import GridCoordinates, NetCDFWriter, TimeMeanWriter
     from esm.driver.restart import RESTART_NAME, RestartMismatch
     from esm.driver.simulation import (BlowUp, DriverError, HealthCheck, Interrupted,
                                        ProgressBar, RestartWriter, Simulation, whole_steps)
@@ -470,21 +472,26 @@ def _run(plain: dict, run_dir: str) -> int:
             lat=np.rad2deg(grid.latitude), lon=np.rad2deg(grid.longitude), sigma=setup.sigma,
             plev=setup.plev, member=setup.members, radius=float(grid.radius))
 
-        writer = NetCDFWriter(
-            run_path, setup.output, every, coordinates, dt=setup.dt, name=setup.output_name,
-            attrs={"experiment": setup.experiment,
-                   "title": setup.description or f"diffesm {setup.experiment}",
-                   "resolution": identity["resolution"], "precision": identity["precision"],
-                   "time_step_seconds": setup.dt,
-                   **runs.provenance(plain, setup.params, command_line())})
+        attrs = {"experiment": setup.experiment,
+                 "title": setup.description or f"diffesm {setup.experiment}",
+                 "resolution": identity["resolution"], "precision": identity["precision"],
+                 "time_step_seconds": setup.dt,
+                 **runs.provenance(plain, setup.params, command_line())}
+        writers = [NetCDFWriter(run_path, setup.output, every, coordinates, dt=setup.dt,
+                                name=setup.output_name, attrs=attrs)]
+        if out.get("mean"):  # mean.nc beside output.nc (ocean_mean.nc beside ocean.nc)
+            name = "mean" if setup.output_name == "output" else f"{setup.output_name}_mean"
+            writers.append(TimeMeanWriter(run_path, setup.output, every, coordinates,
+                                          dt=setup.dt, name=name, attrs=attrs))
         if restart:
             done = int(restart_files.read_meta(restart_files.restart_path(restart))["step"])
             if done >= n_steps and Path(restart).resolve() == own.resolve():
                 if not primary:
                     return EXIT_OK
-                writer.start()
-                writer.resume(done)
-                writer.assemble()
+                for writer in writers:
+                    writer.start()
+                    writer.resume(done)
+                    writer.assemble()
                 summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
                 if summary.get("status") != "ok":
                     files.atomic_write_json(summary_path, {
@@ -501,7 +508,7 @@ def _run(plain: dict, run_dir: str) -> int:
         if inject:
             step_text, _, field = inject.partition(":")
             inject = (int(step_text), field or "")
-        sim = Simulation(setup, n_steps, writers=[writer], callbacks=callbacks,
+        sim = Simulation(setup, n_steps, writers=writers, callbacks=callbacks,
                          restart=str(restart) if restart else None, identity=identity,
                          snapshots_per_chunk=int(out.get("snapshots_per_file", 24)),
                          inject_nan=inject or None, layout=layout,

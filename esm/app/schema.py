@@ -88,6 +88,7 @@ class OutputConfig:
     every_hours: float = positive(6.0, 6)
     snapshots_per_file: int = field(default=24, metadata=_range(1, None, example=24))
     vertical: Vertical = Vertical.sigma
+    mean: bool = False
 
 
 @dataclass
@@ -571,6 +572,9 @@ def no_effect(values: Mapping, user_keys: list[str]) -> None:
                 and not parallel.get("distributed"):
             raise ConfigError(f"{key} applies to multi-process runs only; add "
                               "parallel.distributed=true or remove it")
+        if "calibration" in values and hit("output.mean"):
+            raise ConfigError(f"{key} applies to esm-run only (esm-calibrate writes no "
+                              "mean.nc); remove it")
         if "calibration" in values and (hit("ensemble") or hit("parallel.levels")
                                         or hit("parallel.distributed")):
             raise ConfigError(f"{key} applies to esm-run only (calibration windows are spread "

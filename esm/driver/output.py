@@ -5,6 +5,10 @@ jitted functions. The models name their fields descriptively (``zonal_wind``,
 ``temperature``, ...); the CMIP short names and CF attributes of the files (``ua``, ``ta``,
 ...) are given here, in one table, and nowhere else.
 
+Time means (``TimeMeanWriter``, ``mean.nc``): the simulation sums the fields over every
+step inside its compiled chunk; the writer gives each record its interval (``time_bnds``)
+and ``cell_methods: time: mean (interval: <time step>)``.
+
 Streaming: each chunk of snapshots is written to its own file ``<name>.partNNNNN.nc``
 atomically (``esm.driver.files``), so an interrupted run never leaves a half-written file
 behind. ``NetCDFWriter.assemble`` concatenates the parts into ``<name>.nc`` one part at a
@@ -199,8 +203,8 @@ def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_de
     return ds
 
 
-#: variables of a snapshot file that are no fields: bounds and cell measures
-CELL_VARIABLES = ("lat_bnds", "lon_bnds", "areacella")
+#: variables of an output file that are no fields: bounds and cell measures
+CELL_VARIABLES = ("lat_bnds", "lon_bnds", "areacella", "time_bnds")
 
 
 def _encoding(ds: xr.Dataset) -> dict:
@@ -452,3 +456,48 @@ class NetCDFWriter:
             for part in parts:
                 part.unlink()
         return target
+
+
+def interval_text(seconds: float) -> str:
+    """A sampling interval as CF ``cell_methods`` gives it: ``30 minutes``, ``1 hour``,
+    ``80 seconds``."""
+    for unit, size in (("hour", 3600.0), ("minute", 60.0)):
+        n = round(seconds / size)
+        if n >= 1 and abs(n * size - seconds) <= 1e-9 * seconds:
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
+
+
+class TimeMeanWriter(NetCDFWriter):
+    """Means of ``fields(state, step)`` over every model step of each output interval, into
+    ``<name>.nc`` (``mean.nc`` beside ``output.nc``).
+
+    Record ``n`` (written at step ``n * every``) is the mean over steps ``(n - 1) * every + 1
+    .. n * every``: its ``time`` is the interval's midpoint and ``time_bnds`` its start and end;
+    every field with a time axis has ``cell_methods: "time: mean (interval: <dt>)"``. A run
+    that ends between output times writes no record for the unfinished interval (its sums
+    stay in the restart file and a continued run completes it). The sums themselves are
+    kept by ``esm.driver.simulation.Simulation`` (``time_mean = True`` marks this writer):
+    one evaluation of ``fields`` per step inside the compiled chunk.
+    """
+
+    time_mean = True
+
+    def dataset(self, steps: np.ndarray, fields: Mapping[str, np.ndarray]) -> xr.Dataset:
+        end = np.asarray(steps, dtype=np.float64) * self.dt / 3600.0
+        start = end - self.every * self.dt / 3600.0
+        ds = self.coordinates.dataset({k: np.asarray(v) for k, v in fields.items()},
+                                      0.5 * (start + end), self.attrs)
+        ds["time_bnds"] = (("time", "bnds"), np.stack([start, end], axis=1))
+        ds["time"].attrs["bounds"] = "time_bnds"
+        method = f"time: mean (interval: {interval_text(self.dt)})"
+        for name in ds.data_vars:
+            if "time" in ds[name].dims and name not in CELL_VARIABLES:
+                ds[name].attrs["cell_methods"] = method
+        return ds
+
+    def steps_in(self, path: Path) -> np.ndarray:
+        """The step counters at the end of each record's interval (from ``time_bnds``)."""
+        with netCDF4.Dataset(path, "r") as ds:
+            hours = np.asarray(ds.variables["time_bnds"][:, 1], dtype=np.float64)
+        return np.rint(hours * 3600.0 / self.dt).astype(np.int64)

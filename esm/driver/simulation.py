@@ -11,6 +11,13 @@ One jitted function advances a chunk of ``snapshots_per_chunk * interval`` steps
 ``lax.scan``, where ``interval`` is the greatest common divisor of the writers' schedules, and
 tracks the first step at which the state became non-finite, so a blow-up is located to the
 step even though the state is only inspected between chunks.
+
+Time means: a writer with ``time_mean = True`` (``esm.driver.output.TimeMeanWriter``) gets
+the mean of its fields over every step of each of its intervals. The running sums are an
+extra part of the scanned carry, reset at the first step of each interval and advanced by
+one evaluation of the writer's ``fields`` per step (nothing is added without such a writer),
+and the restart file holds them (section ``time_mean_sums``), so a resumed run gives the
+same means as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from esm.driver import faults
 from esm.driver import restart as restart_files
 
 SECONDS_PER_DAY = 86400.0
+#: the restart file's section holding the running sums of the time-mean writers
+TIME_MEAN_SECTION = "time_mean_sums"
 
 
 class DriverError(ValueError):
@@ -99,7 +108,9 @@ class Model(Protocol):
 
 
 class Writer(Protocol):
-    """An output writer (e.g. ``esm.driver.output.NetCDFWriter``)."""
+    """An output writer (e.g. ``esm.driver.output.NetCDFWriter``). One with a true
+    ``time_mean`` attribute (``TimeMeanWriter``) is handed, every ``every`` steps, the mean
+    of ``fields`` over the steps since its previous record instead of a snapshot."""
 
     every: int
     fields: Callable[[Any, Any], Any]  # (state, step counter) -> {name: array}
@@ -121,6 +132,7 @@ class ChunkResult:
     bad_step: int  # first step with a non-finite state, -1 if none
     bad_fields: list[str]  # the non-finite fields at that step
     run_seconds: float  # time spent in compiled chunks so far
+    time_sums: Any = None  # running sums of the time-mean writers (a tuple, one per writer)
 
     @property
     def healthy(self) -> bool:
@@ -165,9 +177,11 @@ class RestartWriter(Callback):
         self.identity = dict(identity or {})
 
     def __call__(self, sim, result):
-        carry = sim.unpadded(host(result.carry))  # all processes gather; process 0 writes
+        # all processes gather; process 0 writes
+        carry, sums = sim.unpadded(host((result.carry, result.time_sums)))
         if sim.writes:
-            restart_files.write_restart(self.path, carry, result.step, sim.dt, self.identity)
+            restart_files.write_restart(self.path, carry, result.step, sim.dt, self.identity,
+                                        sections=sim.restart_sections(sums))
 
 
 class ProgressBar(Callback):
@@ -217,12 +231,14 @@ class ProgressBar(Callback):
 
 
 class _Guarded(eqx.Module):
-    """The carry plus a step counter and the first step at which the state was non-finite."""
+    """The carry plus a step counter, the first step at which the state was non-finite and
+    the time-mean writers' running sums (a tuple of field dicts, empty without such writers)."""
 
     carry: Any
     step: jax.Array
     bad_step: jax.Array
     bad_fields: jax.Array
+    sums: tuple = ()
 
 
 def state_field_names(state) -> list[str]:
@@ -242,7 +258,9 @@ class Simulation:
       n_steps: the run's total length in steps; a restarted run continues from the file's
         step counter up to ``n_steps`` (``run.days`` is the total length).
       writers: output writers; each writes ``fields(state, step)`` every ``writer.every`` steps,
-        at step 0 when not restarting, and at the last step if that is off its schedule.
+        at step 0 when not restarting, and at the last step if that is off its schedule; a
+        time-mean writer (``time_mean``) writes the mean over the ``every`` steps before each
+        of its output times only (not at step 0, not for an unfinished last interval).
       callbacks: called after each chunk in order (``RestartWriter`` before ``HealthCheck``:
         the frozen carry is the last finite state).
       restart: a restart file or run directory to continue from, or None.
@@ -289,6 +307,9 @@ class Simulation:
         self.identity = dict(identity or {})
         self.snapshots_per_chunk = max(1, int(snapshots_per_chunk))
         self.interval = math.gcd(*[w.every for w in self.writers]) if self.writers else self.n_steps
+        #: indices of the writers of time means (``writer.time_mean``)
+        self.mean_writers = [i for i, w in enumerate(self.writers)
+                             if getattr(w, "time_mean", False)]
         self.field_names = state_field_names(model.initial_state)
         self.inject_nan = inject_nan
         self._compiled: dict[tuple[int, int], Callable] = {}
@@ -327,16 +348,43 @@ class Simulation:
         healthy = g.bad_step < 0
         ok = healthy & jnp.all(finite)
         newly = healthy & ~jnp.all(finite)
-        carry = jax.tree.map(lambda new, old: jnp.where(ok, new, old), carry, g.carry)
+        sums = self._accumulate(g, carry)
+        carry, sums = jax.tree.map(lambda new, old: jnp.where(ok, new, old), (carry, sums),
+                                   (g.carry, g.sums))
         if self.layout is not None:
-            carry = self.layout.constrain(carry)
+            carry, sums = self.layout.constrain((carry, sums))
         return _Guarded(carry, jnp.where(ok, g.step + 1, g.step),
                         jnp.where(newly, g.step + 1, g.bad_step),
-                        jnp.where(newly, ~finite, g.bad_fields))
+                        jnp.where(newly, ~finite, g.bad_fields), sums)
+
+    def _accumulate(self, g: _Guarded, carry):
+        """The time-mean writers' sums with the fields of the new state (step ``g.step + 1``)
+        added; a sum starts again at the first step of each of its writer's intervals."""
+        if not self.mean_writers:
+            return g.sums
+        state = self.model.stepper.current(carry)
+        step = g.step + 1
+        sums = []
+        for i, old in zip(self.mean_writers, g.sums):
+            writer = self.writers[i]
+            first = g.step % writer.every == 0
+            fields = writer.fields(state, step)
+            sums.append(jax.tree.map(
+                lambda a, x: jnp.where(first, jnp.zeros_like(a), a) + x.astype(a.dtype),
+                old, dict(fields)))
+        return tuple(sums)
 
     def _observe(self, g: _Guarded):
         state = self.model.stepper.current(g.carry)
-        return g.step, tuple(w.fields(state, g.step) for w in self.writers)
+        sums = dict(zip(self.mean_writers, g.sums))
+        out = []
+        for i, writer in enumerate(self.writers):
+            if i in sums:  # the mean over the steps since the interval began
+                count = g.step - ((g.step - 1) // writer.every) * writer.every
+                out.append(jax.tree.map(lambda a: a / count.astype(a.dtype), sums[i]))
+            else:
+                out.append(writer.fields(state, g.step))
+        return g.step, tuple(out)
 
     def _chunk_fn(self, save_every: int, n_saves: int) -> Callable:
         def chunk(g, params):
@@ -355,6 +403,55 @@ class Simulation:
     def carry_template(self):
         m = self.model
         return jax.eval_shape(lambda x, p: m.stepper.init(x, p), m.initial_state, m.params)
+
+    def _mean_names(self) -> list[str]:
+        return [getattr(self.writers[i], "name", str(i)) for i in self.mean_writers]
+
+    def _initial_sums(self, carry, start: int) -> tuple:
+        """The time-mean writers' running sums at ``start``: zero on a fresh run, from the
+        restart file's ``time_mean_sums`` section on a restart (zero where ``start`` begins
+        an interval); DriverError when a restart inside an interval has no sums for it."""
+        if not self.mean_writers:
+            return ()
+        stepper = self.model.stepper
+        step0 = jnp.asarray(start, jnp.int32)
+        template = jax.eval_shape(lambda c: tuple(
+            dict(self.writers[i].fields(stepper.current(c), step0)) for i in self.mean_writers),
+            carry)
+        names = self._mean_names()
+        stored, every = {}, {}
+        if self.restart:
+            try:
+                found = restart_files.read_section(self.restart, TIME_MEAN_SECTION,
+                                                   dict(zip(names, template)))
+            except restart_files.RestartMismatch:  # sums of other fields: usable at no step
+                found = None
+            if found is not None:
+                stored, every = found[0], dict(found[1].get("every") or {})
+        sums = []
+        for name, i, like in zip(names, self.mean_writers, template):
+            writer = self.writers[i]
+            if name in stored and every.get(name) == writer.every:
+                sums.append(stored[name])
+            elif start % writer.every == 0:
+                sums.append(jax.tree.map(lambda t: jnp.zeros(t.shape, t.dtype), like))
+            else:
+                raise DriverError(
+                    f"the restart file at step {start} holds no running sums of the {name} "
+                    f"time means over {writer.every} steps, and step {start} is inside an "
+                    "output interval; continue from a run with the same output.mean and "
+                    "output.every_hours, or from a step that is a multiple of the output "
+                    "interval")
+        return tuple(sums)
+
+    def restart_sections(self, sums) -> dict | None:
+        """The restart file's sections: the time-mean writers' running sums (host arrays,
+        unpadded) with each writer's interval in steps; None without such writers."""
+        if not self.mean_writers:
+            return None
+        names = self._mean_names()
+        return {TIME_MEAN_SECTION: (dict(zip(names, sums)), {
+            "every": {n: self.writers[i].every for n, i in zip(names, self.mean_writers)}})}
 
     def locate_blowup(self, carry, step: int) -> dict:
         """Where the state first goes non-finite: one step from the last finite ``carry``
@@ -437,7 +534,10 @@ class Simulation:
         if padded and self.layout is not None:  # snapshots are (time, batch, ...)
             outputs = self.layout.unpad(outputs, axis=1)
         for writer, fields in zip(self.writers, outputs):
-            sel = (steps % writer.every == 0) | (steps == self.end_step)
+            if getattr(writer, "time_mean", False):  # whole intervals only, none at step 0
+                sel = (steps % writer.every == 0) & (steps > 0)
+            else:
+                sel = (steps % writer.every == 0) | (steps == self.end_step)
             if keep is not None:
                 sel &= keep
             writer.write(steps[sel], {k: np.asarray(v)[sel] for k, v in fields.items()})
@@ -460,6 +560,7 @@ class Simulation:
             if start >= self.n_steps:
                 raise DriverError(f"the restart file is at step {start}, not before the "
                                   f"run's last step {self.n_steps}; give a longer run.days")
+            sums = self._initial_sums(carry, start)
             for writer in writers:
                 if hasattr(writer, "resume"):
                     writer.resume(start)
@@ -469,14 +570,15 @@ class Simulation:
                     writer.discard()
             carry = jax.jit(lambda x, p: m.stepper.init(x, p))(m.initial_state, m.params)
             start = 0
+            sums = self._initial_sums(carry, start)
         self.start_step = self.step = start
         self.end_step = self.n_steps
         counters = (jnp.asarray(start, jnp.int32), jnp.asarray(-1, jnp.int32),
                     jnp.zeros((len(self.field_names),), bool))
         if self.layout is not None:
-            carry = self.layout.place(self.layout.pad(carry))
+            carry, sums = self.layout.place(self.layout.pad((carry, sums)))
             counters = jax.device_put(counters, self.layout.replicated)
-        g = _Guarded(carry, *counters)
+        g = _Guarded(carry, *counters, sums)
         for cb in self.callbacks:
             cb.start(self)
         run_seconds = 0.0
@@ -495,8 +597,9 @@ class Simulation:
             if self.stop_requested:
                 raise self._interrupted(start)
             if not self.restart:
-                initial = jax.jit(lambda x: tuple(w.fields(x, jnp.asarray(0, jnp.int32))
-                                                  for w in self.writers))(m.initial_state)
+                initial = jax.jit(lambda x: tuple(
+                    {} if i in self.mean_writers else w.fields(x, jnp.asarray(0, jnp.int32))
+                    for i, w in enumerate(self.writers)))(m.initial_state)
                 self._write(np.array([0]), [{k: np.asarray(v)[None] for k, v in f.items()}
                                             for f in initial], padded=False)
             queue = list(plan)
@@ -522,7 +625,8 @@ class Simulation:
                 self.step = int(step_now)
                 bad = [n for n, b in zip(self.field_names, np.asarray(bad_mask)) if b]
                 result = ChunkResult(step=self.step, steps_done=self.step - start, carry=g.carry,
-                                     bad_step=bad_step, bad_fields=bad, run_seconds=run_seconds)
+                                     bad_step=bad_step, bad_fields=bad, run_seconds=run_seconds,
+                                     time_sums=g.sums)
                 blew_up = bad_step >= 0
                 self.progress_log.append((run_seconds, self.step))  # compiling excluded
                 for cb in self.callbacks:
