@@ -158,8 +158,8 @@ def cached_truth(cfg, eq, dtype, every_hours: float = 6.0):
     train_split, tune_split = str(t.get("train_split", "training")), str(t.get("tune_split",
                                                                                "tuning"))
     try:
-        truth_data.check_not_test([train_split], key="training.truth.train_split")
-        truth_data.check_not_test([tune_split], key="training.truth.tune_split")
+        truth_data.check_not_test(train_split, key="training.truth.train_split")
+        truth_data.check_not_test(tune_split, key="training.truth.tune_split")
     except ValueError as e:
         raise ConfigError(str(e)) from None
     cache = t.get("cache")
@@ -197,13 +197,6 @@ class BuiltTraining:
                               "run.stepper=leapfrog")
         every_hours = 6.0
         dtype = jnp.dtype(setup.grid.dtype)
-        source = str(_get(cfg, "training.truth.source", "hidden_tendency"))
-        if source == "hidden_tendency":
-            train, tune, self.truth_description = hidden_truth(cfg, every_hours)
-        elif source == "cache":
-            train, tune, self.truth_description = cached_truth(cfg, eq, dtype, every_hours)
-        else:
-            raise ConfigError(f"training.truth.source={source!r}; choose hidden_tendency or cache")
         learned = [s for s in eq.parametrizations if getattr(s, "uses_model_state", False)]
         names = list(_get(cfg, "calibration.parameters", []) or [])
         if not learned and not names:
@@ -216,31 +209,38 @@ class BuiltTraining:
             raise ConfigError(f"calibration.parameters: {bad[0]} is a network weight array; "
                               "the network weights are trained by calibration.method=online "
                               "without being listed: list physical parameters only")
-        params = setup.params
-        if not _get(cfg, "learned.weights"):
-            for scheme in learned:
-                params = fit_normalisation(scheme, params, eq, train.states)
-        free = None
-        if names:
-            try:
-                free = FreeParameters.select(
-                    [p for p in declarations if not parameters.is_array_parameter(p)], names,
-                    params)
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
-        per = round(every_hours * constants.SECONDS_PER_HOUR / setup.dt)
         tr = _get(cfg, "training", {}) or {}
-        policy = str(_get(cfg, "calibration.checkpoint", "step"))
-        loss = RolloutLoss(setup.stepper, setup.grid, field_variances(setup.grid, train.states),
-                           per, checkpoint=policy,
-                           spectral_weight=float(tr.get("spectral_weight", 0.1)),
-                           bias_weight=float(tr.get("bias_weight", 0.1)))
         stages = _stages(cfg, every_hours, setup.dt)
         total = sum(s.iterations for s in stages)
         warmup = int(tr.get("warmup", 10))
         if warmup >= total:
             raise ConfigError(f"training.warmup={warmup} must be below the curriculum's {total} "
                               f"iterations; lower it (e.g. training.warmup={max(total // 10, 1)})")
+        free = None
+        if names:
+            try:
+                free = FreeParameters.select(
+                    [p for p in declarations if not parameters.is_array_parameter(p)], names,
+                    setup.params)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        source = str(_get(cfg, "training.truth.source", "hidden_tendency"))
+        if source == "hidden_tendency":
+            train, tune, self.truth_description = hidden_truth(cfg, every_hours)
+        elif source == "cache":
+            train, tune, self.truth_description = cached_truth(cfg, eq, dtype, every_hours)
+        else:
+            raise ConfigError(f"training.truth.source={source!r}; choose hidden_tendency or cache")
+        params = setup.params
+        if not _get(cfg, "learned.weights"):
+            for scheme in learned:
+                params = fit_normalisation(scheme, params, eq, train.states)
+        per = round(every_hours * constants.SECONDS_PER_HOUR / setup.dt)
+        policy = str(_get(cfg, "calibration.checkpoint", "step"))
+        loss = RolloutLoss(setup.stepper, setup.grid, field_variances(setup.grid, train.states),
+                           per, checkpoint=policy,
+                           spectral_weight=float(tr.get("spectral_weight", 0.1)),
+                           bias_weight=float(tr.get("bias_weight", 0.1)))
         self.setup, self.equation, self.declarations = setup, eq, declarations
         self.learned = learned
         self.trainer = Trainer(

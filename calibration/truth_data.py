@@ -102,14 +102,15 @@ def check_not_test(names: str | Iterable[str], key: str = "splits") -> list[str]
     """The split names a training or tuning job may read, as a list; ``ValueError`` with a
     one-line message naming the bad value and the fix for the held-out ``test`` split or an
     unknown name (the application layer turns it into exit 2)."""
+    shown = names if isinstance(names, str) else "[" + ",".join(names) + "]"
     names = [names] if isinstance(names, str) else list(names)
     for name in names:
         if name == "test":
             start, end = SPLITS["test"]
             raise ValueError(
-                f"{key}={names} names the held-out test split (days {start:g}-{end:g}), which "
-                f"training and tuning must never read; use {key}=[training] to fit and "
-                "[tuning] for hyper-parameters, and evaluate on test only after training")
+                f"{key}={shown} names the held-out test split (days {start:g}-{end:g}), which "
+                f"training and tuning must never read; use training to fit and tuning for "
+                "hyper-parameters, and evaluate on test only after training")
         if name not in SPLITS:
             raise ValueError(f"{key}: unknown split {name!r}; choose from "
                              f"{', '.join(TRAINABLE_SPLITS)}")

@@ -127,8 +127,8 @@ def test_splits_and_the_test_guard():
         truth_data.check_not_test(["training", "test"], key="calibration.truth.splits")
     message = str(bad.value)
     assert "\n" not in message
-    assert "calibration.truth.splits=['training', 'test']" in message
-    assert "held-out test split" in message and "[training]" in message
+    assert "calibration.truth.splits=[training,test]" in message
+    assert "held-out test split" in message and "use training to fit" in message
     with pytest.raises(ValueError, match="unknown split 'trainig'"):
         truth_data.check_not_test(["trainig"])
     with pytest.raises(ValueError, match="spinup split is not saved"):

@@ -358,8 +358,9 @@ def load_learned_weights(path, declarations, params):
     try:
         network, _ = load_tree(path, network, what="weights file")
     except RestartMismatch as e:
-        raise ConfigError(f"learned.weights={path}: {e}; train with the same learned.* "
-                          "settings and levels") from None
+        advice = ("" if "is not a diffesm" in str(e)
+                  else "; train with the same learned.* settings and levels")
+        raise ConfigError(f"learned.weights={path}: {e}{advice}") from None
     return parameters.combine(physical, network)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -105,8 +106,14 @@ def load_tree(path, template, what: str = "file"):
     Raises ``RestartMismatch`` naming the first path, shape or dtype that differs.
     """
     path = Path(path)
-    with np.load(path) as data:
+    try:
+        data = np.load(path)
         meta = json.loads(bytes(data["__meta__"]).decode())
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        del e
+        raise RestartMismatch(f"{path} is not a diffesm {what} (it cannot be read as an npz "
+                              "pytree file); give a file diffesm wrote") from None
+    with data:
         if meta.get("format") != FORMAT or int(meta.get("format_version", -1)) > FORMAT_VERSION:
             raise RestartMismatch(
                 f"{path} is not a diffesm {what} of format version <= {FORMAT_VERSION} (found "
