@@ -467,3 +467,21 @@ def test_evaluation_script_on_a_small_truth(tmp_path):
     assert climate["truth_days"] == 4 and climate["models"]["default"]["finite"]
     south, north = climate["truth_jets"]
     assert abs(south + north) < 1e-9  # folded hemispheres
+
+
+@pytest.mark.parametrize("method", ["gauss_newton", "eki"])
+def test_gauss_newton_and_eki_fit_the_physical_subset_of_a_hybrid_and_say_so(method):
+    from calibration.assembly import build_problem
+    from esm.app.cli import validated
+    from esm.app.schema import CalibrateSchema
+
+    plain = validated(["experiment=hybrid_tiny", f"calibration.method={method}",
+                       "calibration.parameters=[held_suarez.k_a]", "observations.variables={ta: ta}",
+                       "observations.windows.count=1", "observations.windows.hours=6",
+                       "observations.windows.observe_every_hours=6"],
+                      config_name="calibrate", schema=CalibrateSchema)
+    built = build_problem(plain)
+    assert built.problem.free.names == ["held_suarez.k_a"]
+    note = built.meta["fixed_network"]
+    assert note.startswith(f"{method} fits the physical subset only (held_suarez.k_a)")
+    assert "network arrays of column_mlp stay at their values" in note
