@@ -253,7 +253,9 @@ class BuiltTraining:
             checkpoint_every=int(tr.get("checkpoint_every", 10)),
             eval_every=int(tr.get("eval_every", 10)),
             eval_windows=int(tr.get("eval_windows", 8)), patience=int(tr.get("patience", 0)),
-            augment=bool(tr.get("augment", True)))
+            augment=bool(tr.get("augment", True)),
+            pretrain_iterations=int(tr.get("pretrain_iterations", 0)),
+            pretrain_samples=int(tr.get("pretrain_samples", 32)))
 
 
 # ----------------------------------------------------------------------------- the job
@@ -297,7 +299,10 @@ class TrainingJob:
         ckpt = self.run_dir / "checkpoints" / "state.npz"
         hist_path = self.run_dir / "history.csv"
         names = trainer.free.names if trainer.free is not None else []
-        state = trainer.init()
+        if trainer.pretrain_iterations and not resume:
+            self._phase(f"a-priori pre-training ({trainer.pretrain_iterations} iterations)",
+                        t_start)
+        state = trainer.init(pretrain=not resume)
         rows: list[dict] = []
         wall_before = cpu_before = 0.0
         initial_heldout = trainer.heldout_loss(state["ema"], trainer.stages[0].snapshots)
@@ -376,6 +381,8 @@ class TrainingJob:
             "best_heldout_loss": float(state["best_heldout"]),
             "skipped_steps": sum(int(float(r.get("skipped") or 0)) for r in rows),
             "rollbacks": int(state["rollbacks"]),
+            "pretrain_losses": ([trainer.pretrain_losses[0], trainer.pretrain_losses[-1]]
+                                if trainer.pretrain_losses else None),
             "truth": built.truth_description,
             "training_wall_seconds": train_wall, "training_cpu_seconds": train_cpu,
             "wall_seconds": wall, "cpu_seconds": cpu,

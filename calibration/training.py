@@ -255,6 +255,8 @@ class Trainer:
     eval_windows: int = 8
     patience: int = 0
     augment: bool = True
+    pretrain_iterations: int = 0
+    pretrain_samples: int = 32
     inject_nan_at: Sequence[int] = ()  # testing: the losses of these iterations are made NaN
 
     def __post_init__(self):
@@ -298,8 +300,13 @@ class Trainer:
         return params
 
     # ------------------------------------------------------------------ state
-    def init(self) -> dict:
+    def init(self, pretrain: bool = True) -> dict:
+        """The initial training state (with a-priori pre-training when configured and
+        ``pretrain``; a resumed job passes False and loads its checkpoint into this)."""
         trainable = self.trainable_of(self.params)
+        self.pretrain_losses = []
+        if self.pretrain_iterations and pretrain:
+            trainable = self.pretrain(trainable)
         opt_state = self.optimizer.init(trainable)
         dtype = self._dtype
         good = {"trainable": trainable, "opt_state": opt_state, "ema": trainable}
@@ -309,6 +316,69 @@ class Trainer:
                 "best_heldout": jnp.asarray(jnp.inf, dtype), "best_ema": trainable,
                 "evals_since_best": jnp.asarray(0, jnp.int32),
                 "key": jax.random.PRNGKey(self.seed)}
+
+    # ------------------------------------------------------------------ a-priori
+    def residual_targets(self, trainable):
+        """(states, targets): up to ``pretrain_samples`` training states (evenly spread) and
+        their one-interval residual tendencies (x_truth(t + 6 h) - M0(x_truth(t))) / 6 h of
+        vorticity, divergence and T', M0 the model with the network at zero (the physics
+        only) and the physical parameters of ``trainable``."""
+        starts = self.train.starts(1)
+        pick = starts[np.linspace(0, len(starts) - 1, min(self.pretrain_samples, len(starts))
+                                  ).round().astype(int)]
+        x0, targets = window_targets(self.train, pick, 1)
+        zero = {"network": jax.tree.map(jnp.zeros_like, trainable["network"]),
+                "physical": trainable["physical"]}
+        pred = jax.jit(lambda p, x: self.loss.predictions(p, x, 1))(self.params_of(zero), x0)
+        seconds = self.train.every_hours * 3600.0
+        residual = {k: (targets[k][:, 0] - pred[k][:, 0]) / seconds
+                    for k in ("vorticity", "divergence", "temperature_variation")}
+        return x0, residual
+
+    def pretrain(self, trainable):
+        """A-priori pre-training: Adam on the squared error (normalised per field by the
+        residual's mean square) between the learned schemes' spectral tendencies of
+        vorticity, divergence and T' on truth states and the one-interval residuals of the
+        physics-only model; deterministic (full batch), so a rerun gives the same weights.
+        Returns ``trainable`` with the pre-trained network."""
+        x0, residual = self.residual_targets(trainable)
+        eq = self.loss.stepper.equation
+        g = eq.grid
+        w = jnp.asarray(spectral_weights(g), self._dtype)
+        scale = {k: jnp.mean(jnp.sum(r**2 * w, axis=(-3, -2, -1))) + 1e-30
+                 for k, r in residual.items()}
+        learned = [s for s in eq.parametrizations if getattr(s, "uses_model_state", False)]
+
+        def tendencies(params, state):
+            d = eq.nodal_diagnostics(state)
+            total = None
+            for scheme in learned:
+                t = scheme.model_tendencies(params, eq, state, d)
+                total = t if total is None else jax.tree.map(jnp.add, total, t)
+            vort, div = g.vorticity_divergence_from_velocity(total.u, total.v)
+            return {"vorticity": vort, "divergence": div,
+                    "temperature_variation": g.to_modal(total.temperature)}
+
+        def objective(network):
+            params = self.params_of({"network": network, "physical": trainable["physical"]})
+            pred = jax.vmap(lambda s: tendencies(params, s))(x0)
+            return sum(jnp.mean(jnp.sum((pred[k] - residual[k]) ** 2 * w, axis=(-3, -2, -1)))
+                       / scale[k] for k in residual) / len(residual)
+
+        opt = optax.chain(optax.clip_by_global_norm(self.clip_norm), optax.adam(self.learning_rate))
+
+        @jax.jit
+        def step(network, opt_state):
+            value, grads = jax.value_and_grad(objective)(network)
+            updates, opt_state = opt.update(grads, opt_state, network)
+            return optax.apply_updates(network, updates), opt_state, value
+
+        network, opt_state = trainable["network"], opt.init(trainable["network"])
+        self.pretrain_losses = []
+        for _ in range(self.pretrain_iterations):
+            network, opt_state, value = step(network, opt_state)
+            self.pretrain_losses.append(float(value))
+        return {"network": network, "physical": trainable["physical"]}
 
     def stage_of(self, iteration: int) -> int:
         total = 0

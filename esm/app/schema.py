@@ -352,6 +352,8 @@ class TrainingConfig:
     eval_windows: int = field(default=8, metadata=_range(1, None, example=8))
     patience: int = field(default=0, metadata=_range(0, None, example=5))
     augment: bool = True
+    pretrain_iterations: int = field(default=0, metadata=_range(0, None, example=100))
+    pretrain_samples: int = field(default=32, metadata=_range(1, None, example=32))
     spectral_weight: float = field(default=0.1, metadata=_range(0, None, example=0.1))
     bias_weight: float = field(default=0.1, metadata=_range(0, None, example=0.1))
 
