@@ -14,6 +14,9 @@ jet latitudes per hemisphere (maximum of the zonal-mean u at sigma ~0.25), EKE a
 max [v'T'] relative to the truth's, the drift of global-mean T over years 2..N, and NaNs.
 
     python benchmarks/hybrid_climate.py --model default= --model "hybrid=..." --years 5
+    python benchmarks/hybrid_climate.py --cache /work/cache/hybrid_truth_pk \
+        --climate-splits training --initial-split training --model "hybrid=... \
+        physics.held_suarez.epsilon=10" ...        # the Polvani-Kushner truth
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ def parse_args(argv):
     p.add_argument("--years", type=float, default=5.0)
     p.add_argument("--discard-years", type=float, default=1.0)
     p.add_argument("--sample-days", type=float, default=1.0)
+    p.add_argument("--climate-splits", default=",".join(SPLITS_FOR_CLIMATE),
+                   help="the truth splits averaged into its climatology")
+    p.add_argument("--initial-split", default="test",
+                   help="the free runs start from this split's first state")
     p.add_argument("--json", default=None)
     return p.parse_args(argv)
 
@@ -112,13 +119,13 @@ def main(argv=None) -> int:
     from calibration.hybrid import _state_stack
 
     pieces = []
-    for split in SPLITS_FOR_CLIMATE:
+    for split in args.climate_splits.split(","):
         _, fields = truth_data.load_split(args.cache, split, every_hours=24.0)
         pieces.append(_state_stack(eq, fields, np.float64))
     truth_states = jax.tree.map(lambda *x: jnp.concatenate(x), *pieces)
     truth = summary(eq, fold(statistics(eq, truth_states)))
     n_truth = int(truth_states.vorticity.shape[0])
-    _, test = truth_data.load_split(args.cache, "test", every_hours=24.0)
+    _, test = truth_data.load_split(args.cache, args.initial_split, every_hours=24.0)
     x0 = jax.tree.map(lambda x: x[0], _state_stack(eq, test, np.float64))
     w = np.asarray(eq.grid.quadrature_weights)[None] * np.asarray(eq.vertical.thickness)[:, None]
     report = {"truth_days": n_truth, "truth_jets": truth["jets"], "truth_eke": truth["eke"],

@@ -17,6 +17,8 @@ time levels) from which the same command continues bit for bit; and ``manifest.j
     python benchmarks/hybrid_truth.py                     # the whole 1485 days
     python benchmarks/hybrid_truth.py --max-hours 2.5     # stop after ~2.5 h; rerun continues
     python benchmarks/hybrid_truth.py --days 20           # only the first 20 days (timing)
+    python benchmarks/hybrid_truth.py --set physics.held_suarez.epsilon=10 \
+        --splits 100,365,0,0,0 --cache /work/cache/hybrid_truth_pk   # Polvani-Kushner truth
     python benchmarks/hybrid_truth.py --resolution t21 --target t10 --levels 4 \\
         --splits 0.5,0.5,0.25,0.25,0.5 --days 2 --segment-days 0.5 --cache /tmp/truth  # smoke
 
@@ -77,6 +79,10 @@ def parse_args(argv):
     p.add_argument("--splits", default=None,
                    help="spinup,training,gap,tuning,test lengths in days "
                         "(default 300,730,30,30,365)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an esm-run override of the truth model, repeatable, e.g. "
+                        "physics.held_suarez.epsilon=10 (the Polvani-Kushner truth; give "
+                        "it its own --cache)")
     p.add_argument("--test-initial-every-days", type=float,
                    default=truth_data.TEST_INITIAL_EVERY_DAYS)
     return p.parse_args(argv)
@@ -113,7 +119,7 @@ def build_model(args):
     from esm.app.cli import compose, resolved
 
     overrides = ["experiment=held_suarez", f"resolution={args.resolution}",
-                 f"levels={args.levels}", "precision=float64"]
+                 f"levels={args.levels}", "precision=float64"] + list(args.set)
     plain, _ = resolved(compose(overrides))
     dt_minutes = args.dt_minutes or float(plain["resolution"]["dt_minutes"])
     plain["run"]["dt_minutes"] = dt_minutes
