@@ -1,0 +1,208 @@
+"""The parameter tables of the model pages (``docs/models/*.md``), generated from the models.
+
+    python docs/make_model_pages.py            # rewrite the tables between their markers
+    python docs/make_model_pages.py --check    # exit 1 naming the pages whose tables are stale
+
+Each table lists the declared free parameters (``esm.core.parameters``) of the models that
+``esm.app.build.build_model`` assembles from the configs of ``TABLES`` (the path of
+``esm-run`` and ``esm-params``), with the value each configuration sets. A table sits
+between ``<!-- parameters:begin NAME -->`` and ``<!-- parameters:end NAME -->`` in its page;
+the text between the markers is replaced, the rest of the page is left alone.
+``tests/test_model_pages.py`` regenerates the tables in memory and compares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+DOCS = Path(__file__).resolve().parent
+GENERATOR = "python docs/make_model_pages.py"
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """One generated table: its page (relative to ``docs/``), its marker name, and the models
+    it describes as (column label, ``esm-run`` overrides). ``arrays``: list the array
+    parameters (network weights and stored statistics) instead of the scalar ones."""
+
+    page: str
+    name: str
+    models: tuple[tuple[str, tuple[str, ...]], ...]
+    arrays: bool = False
+
+
+def _experiment(name: str, *overrides: str) -> tuple[str, tuple[str, ...]]:
+    label = " ".join((name,) + overrides)
+    return label, (f"experiment={name}",) + overrides
+
+
+HYBRID_COLUMN = ("experiment=held_suarez", "resolution=t21", "levels=speedy8",
+                 "learned.schemes=[column_mlp]", "learned.column_mlp.hidden=[32]")
+HYBRID_FILTER = ("experiment=held_suarez", "resolution=t21", "levels=speedy8",
+                 "learned.schemes=[spectral_filter]")
+
+TABLES = (
+    Table("models/shallow_water.md", "shallow_water",
+          tuple(_experiment(e) for e in ("williamson2", "williamson5", "williamson6",
+                                         "galewsky"))),
+    Table("models/primitive_equations.md", "jablonowski_williamson",
+          (_experiment("jw_steady"), _experiment("jw_wave"))),
+    Table("models/primitive_equations.md", "held_suarez",
+          (_experiment("held_suarez"),)),
+    Table("models/aquaplanet.md", "aquaplanet",
+          (_experiment("aquaplanet"), _experiment("aquaplanet", "surface=slab"))),
+    Table("models/ocean.md", "ocean",
+          tuple(_experiment(e) for e in ("ocean_gyres", "munk_gyre", "kelvin_wave"))),
+    Table("models/hybrid.md", "hybrid",
+          (("column_mlp", HYBRID_COLUMN), ("spectral_filter", HYBRID_FILTER)), arrays=True),
+)
+
+
+def build(overrides: tuple[str, ...]):
+    """The ``ModelSetup`` of ``esm-run OVERRIDES`` (float64 configs built with x64 on, which is
+    switched back afterwards so that the caller's JAX settings are unchanged)."""
+    import jax
+
+    from esm.app.build import build_model
+    from esm.app.cli import validated
+
+    cfg = validated(list(overrides))
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", cfg["precision"] == "float64")
+    try:
+        return build_model(cfg)
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+def _text(s: str) -> str:
+    """Plain text for a table cell: markdown's special characters escaped."""
+    s = re.sub(r"([\\`*_\[\]|])", r"\\\1", s)
+    return s.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _number(x) -> str:
+    return f"{float(x):g}"
+
+
+def _command(overrides: tuple[str, ...]) -> str:
+    return "esm-params " + " ".join(shlex.quote(o) for o in overrides)
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def render(table: Table, setups: dict) -> str:
+    """The markdown between the markers of ``table``; ``setups``: overrides -> ModelSetup."""
+    declared: dict[str, object] = {}
+    order: list[str] = []  # the union of the models' declarations, each in its model's order
+    values: list[dict[str, object]] = []
+    for _, overrides in table.models:
+        setup = setups[overrides]
+        here = {}
+        at = 0
+        for p in setup.parameter_declarations:
+            if p.name in declared:
+                if declared[p.name] != p:
+                    raise ValueError(f"{p.name} is declared differently in {table.models}")
+                at = order.index(p.name) + 1
+            else:
+                declared[p.name] = p
+                order.insert(at, p.name)
+                at += 1
+            here[p.name] = np.asarray(setup.params[p.scheme][p.short_name])
+        values.append(here)
+    declared = {name: declared[name] for name in order}
+    missing = any(name not in v for v in values for name in declared)
+    labels = [f"`{label}`" for label, _ in table.models]
+    lines = [f"<!-- generated by {GENERATOR}: edit the declarations, not this table -->", ""]
+    if table.arrays:
+        lines += [_row(["array"] + [f"shape in {c}" for c in labels]
+                       + ["initialiser", "trained", "description"]),
+                  _row(["---"] * (len(labels) + 4))]
+        for name, p in declared.items():
+            if not hasattr(p, "shape"):
+                continue
+            shapes = ["×".join(map(str, v[name].shape)) if name in v else "—" for v in values]
+            lines.append(_row([f"`{name}`"] + shapes
+                              + [f"`{p.init}`" + (f" × {p.scale:g}" if p.scale != 1 else ""),
+                                 "yes" if p.trainable else "no (statistic)",
+                                 _text(p.description)]))
+    else:
+        lines += [_row(["parameter", "default"] + [f"value in {c}" for c in labels]
+                       + ["units", "bounds", "transform", "prior width", "description"]),
+                  _row(["---"] * (len(labels) + 7))]
+        for name, p in declared.items():
+            if hasattr(p, "shape"):
+                continue
+            cells = [_number(v[name]) if name in v else "—" for v in values]
+            lines.append(_row([f"`{name}`", _number(p.default)] + cells
+                              + [f"`{p.units}`", f"[{p.bounds[0]:g}, {p.bounds[1]:g}]",
+                                 p.transform,
+                                 "—" if p.prior_width is None else f"{p.prior_width:g}",
+                                 _text(p.description)]))
+    what = "shape" if table.arrays else "value"
+    lines += ["", f"Each {what} column is what that configuration builds (`esm-params` with the "
+              "same overrides prints it" + ("; — where it has no such parameter" if missing
+                                           else "") + "):", ""]
+    lines += [f"- {c}: `{_command(overrides)}`" for c, (_, overrides) in zip(labels,
+                                                                             table.models)]
+    return "\n".join(lines) + "\n"
+
+
+def _markers(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- parameters:begin {re.escape(name)} -->\n)(.*?)"
+                      rf"(<!-- parameters:end {re.escape(name)} -->)", re.S)
+
+
+def pages(tables=TABLES) -> dict[Path, tuple[str, str]]:
+    """{page path: (text on disk, text with freshly generated tables)}."""
+    setups = {}
+    for table in tables:
+        for _, overrides in table.models:
+            if overrides not in setups:
+                setups[overrides] = build(overrides)
+    out: dict[Path, tuple[str, str]] = {}
+    for table in tables:
+        path = DOCS / table.page
+        old = path.read_text() if path not in out else out[path][0]
+        new = out[path][1] if path in out else old
+        pattern = _markers(table.name)
+        if not pattern.search(new):
+            raise ValueError(f"{path}: no '<!-- parameters:begin {table.name} -->' ... "
+                             f"'<!-- parameters:end {table.name} -->' markers; add them")
+        body = render(table, setups)
+        new = pattern.sub(lambda m: m.group(1) + body + m.group(3), new)
+        out[path] = (old, new)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if a page's tables are not current")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, (old, new) in pages().items():
+        if old != new:
+            stale.append(path.relative_to(DOCS.parent))
+            if not args.check:
+                path.write_text(new)
+    verb = "stale" if args.check else "rewritten"
+    for path in stale:
+        print(f"{path}: {verb}")
+    if not stale:
+        print("model pages: tables current")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
