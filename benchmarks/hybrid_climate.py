@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 
@@ -55,14 +54,8 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def build(args, overrides):
-    from esm.app.build import build_model
-    from esm.app.cli import validated
-
-    return build_model(validated(["experiment=held_suarez", f"resolution={args.resolution}",
-                                  f"levels={args.levels}",
-                                  f"run.dt_minutes={args.dt_minutes:g}", "precision=float64"]
-                                 + list(overrides)))
+def build(args, overrides: list[str]):
+    return evaluate.build_held_suarez(args.resolution, args.levels, args.dt_minutes, overrides)
 
 
 def statistics(eq, states) -> dict:
@@ -107,26 +100,23 @@ def summary(eq, stats: dict) -> dict:
 def main(argv=None) -> int:
     jax.config.update("jax_enable_x64", True)
     args = parse_args(argv)
-    models = {}
-    for spec in args.model:
-        name, _, text = spec.partition("=")
-        models[name] = shlex.split(text)
+    models = evaluate.parse_models(args.model)
     if not models:
         print("give at least one --model NAME=OVERRIDES", file=sys.stderr)
         return 2
     first = build(args, next(iter(models.values())))
     eq = first.stepper.equation
-    from calibration.hybrid import _state_stack
+    from calibration.hybrid import state_stack
 
     pieces = []
     for split in args.climate_splits.split(","):
         _, fields = truth_data.load_split(args.cache, split, every_hours=24.0)
-        pieces.append(_state_stack(eq, fields, np.float64))
+        pieces.append(state_stack(fields, np.float64))
     truth_states = jax.tree.map(lambda *x: jnp.concatenate(x), *pieces)
     truth = summary(eq, fold(statistics(eq, truth_states)))
     n_truth = int(truth_states.vorticity.shape[0])
     _, test = truth_data.load_split(args.cache, args.initial_split, every_hours=24.0)
-    x0 = jax.tree.map(lambda x: x[0], _state_stack(eq, test, np.float64))
+    x0 = jax.tree.map(lambda x: x[0], state_stack(test, np.float64))
     w = np.asarray(eq.grid.quadrature_weights)[None] * np.asarray(eq.vertical.thickness)[:, None]
     report = {"truth_days": n_truth, "truth_jets": truth["jets"], "truth_eke": truth["eke"],
               "truth_max_vt": [truth["max_vt_south"], truth["max_vt_north"]], "models": {}}

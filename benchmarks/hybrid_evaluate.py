@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 
@@ -55,25 +54,19 @@ def parse_args(argv):
 
 
 def build(args, overrides: list[str]):
-    from esm.app.build import build_model
-    from esm.app.cli import validated
-
-    base = ["experiment=held_suarez", f"resolution={args.resolution}", f"levels={args.levels}",
-            f"run.dt_minutes={args.dt_minutes:g}", "precision=float64"]
-    setup = build_model(validated(base + overrides))
-    return setup
+    return evaluate.build_held_suarez(args.resolution, args.levels, args.dt_minutes, overrides)
 
 
-def truth_trajectory(args, setup):
-    from calibration.hybrid import _state_stack
+def truth_trajectory(args):
+    from calibration.hybrid import state_stack
 
     times, fields = truth_data.load_split(args.cache, args.split)
-    states = _state_stack(setup.stepper.equation, fields, np.float64)
+    states = state_stack(fields, np.float64)
     return times, Trajectory(states, np.zeros(len(times), int))
 
 
 def floor_rmse(args, t21_eq, initial_days, at_leads, lead_snapshots, every_hours):
-    """RMSE of the truth's own model (T85, float64, dt 15 min) started from the T85 state at
+    """RMSE of the truth's own model (T85, float64, its time step) started from the T85 state at
     each initial time truncated to T21 (zero beyond n = 21), coarse-grained at the leads."""
     from esm.atmosphere.primitive_equations import PrimitiveEquationsState
     from esm.core import rollout
@@ -82,14 +75,9 @@ def floor_rmse(args, t21_eq, initial_days, at_leads, lead_snapshots, every_hours
     folder = truth_data.default_cache_dir() if args.cache is None else args.cache
     manifest = truth_data.read_manifest(folder)
     truth = manifest["truth"]
-    setup = build(args, [])  # for the T21 grid only
-    from esm.app.build import build_model
-    from esm.app.cli import validated
-
-    t85 = build_model(validated(["experiment=held_suarez", f"resolution={truth['resolution']}",
-                                 f"levels={truth['levels']}", "precision=float64",
-                                 f"run.dt_minutes={truth['dt_seconds'] / 60:g}"]))
-    fine, coarse = t85.grid, setup.grid
+    t85 = evaluate.build_held_suarez(truth["resolution"], truth["levels"],
+                                     truth["dt_seconds"] / 60.0, [])
+    fine, coarse = t85.grid, t21_eq.grid
     st = t85.stepper
     per = round(every_hours * 3600.0 / t85.dt)
     gaps = np.diff([0] + [n * per for n in lead_snapshots]).tolist()
@@ -132,16 +120,13 @@ def floor_rmse(args, t21_eq, initial_days, at_leads, lead_snapshots, every_hours
 def main(argv=None) -> int:
     jax.config.update("jax_enable_x64", True)
     args = parse_args(argv)
-    models = {}
-    for spec in args.model:
-        name, _, text = spec.partition("=")
-        models[name] = shlex.split(text)
+    models = evaluate.parse_models(args.model)
     if not models:
         print("give at least one --model NAME=OVERRIDES", file=sys.stderr)
         return 2
     leads_days = [float(x) for x in args.leads.split(",")]
     first = build(args, next(iter(models.values())))
-    times, truth = truth_trajectory(args, first)
+    times, truth = truth_trajectory(args)
     per_day = round(24.0 / truth.every_hours)
     lead_snapshots = [round(d * per_day) for d in leads_days]
     spacing = round(args.every_days * per_day)

@@ -19,7 +19,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from calibration.training import spectral_weights
+from calibration.training import wavenumber_power
 from esm.core import rollout
 
 BANDS = ((1, 7), (8, 14), (15, 21))
@@ -95,14 +95,11 @@ def paired_bootstrap_ratio(a: np.ndarray, b: np.ndarray, samples: int = 2000,
 
 def energy_spectrum(grid, vorticity, divergence) -> np.ndarray:
     """KE(n), n = 0..T, of one level's spectral vorticity and divergence (m^2/s^2)."""
-    n = grid.total_wavenumber.astype(np.float64)
+    n = np.arange(grid.truncation + 1, dtype=np.float64)
     factor = np.where(n > 0, grid.radius**2 / np.maximum(n * (n + 1.0), 1.0), 0.0)
-    w = spectral_weights(grid)
-    power = 0.5 * factor * w * (np.asarray(vorticity, np.float64) ** 2
-                                + np.asarray(divergence, np.float64) ** 2)
-    total = power.sum(axis=0)  # (M, L): cos and sin parts
-    return np.array([total[grid.total_wavenumber == j].sum()
-                     for j in range(grid.truncation + 1)])
+    power = (np.asarray(wavenumber_power(np.asarray(vorticity, np.float64), grid))
+             + np.asarray(wavenumber_power(np.asarray(divergence, np.float64), grid)))
+    return 0.5 * factor * power
 
 
 def energy_bands(grid, vorticity, divergence, bands=BANDS) -> np.ndarray:
@@ -132,6 +129,29 @@ def jet_latitudes(lat_deg: np.ndarray, zonal_mean_u: np.ndarray) -> tuple[float,
     return out[0], out[1]
 
 
+def parse_models(specs) -> dict[str, list[str]]:
+    """``NAME=OVERRIDES`` strings (space-separated esm-run overrides) -> {name: overrides}."""
+    import shlex
+
+    out = {}
+    for spec in specs:
+        name, _, text = spec.partition("=")
+        out[name] = shlex.split(text)
+    return out
+
+
+def build_held_suarez(resolution: str, levels, dt_minutes: float, overrides):
+    """The Held–Suarez model (float64) of ``esm-run experiment=held_suarez`` at that
+    resolution, levels and time step, with ``overrides`` (learned schemes, weights,
+    re-fitted parameters)."""
+    from esm.app.build import build_model
+    from esm.app.cli import validated
+
+    return build_model(validated(["experiment=held_suarez", f"resolution={resolution}",
+                                  f"levels={levels}", f"run.dt_minutes={dt_minutes:g}",
+                                  "precision=float64"] + list(overrides)))
+
+
 def stack_windows(trajectory, starts: np.ndarray, lead_snapshots: Sequence[int]):
     """(initial states, truth at the leads) of a ``calibration.training.Trajectory``."""
     starts = np.asarray(starts)
@@ -158,6 +178,7 @@ def forecast_states(stepper, params, initial_states, steps: int):
     return jax.lax.map(one, initial_states)
 
 
-__all__ = ["BANDS", "energy_bands", "energy_spectrum", "forecast_rmse", "forecast_states",
+__all__ = ["BANDS", "build_held_suarez", "energy_bands", "energy_spectrum", "forecast_rmse",
+           "forecast_states", "parse_models",
            "hemisphere_rmse", "jet_latitudes", "mean_ke_bands", "nearest_level",
            "paired_bootstrap_ratio", "stack_windows"]

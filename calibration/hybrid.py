@@ -97,7 +97,9 @@ def _stages(cfg, every_hours: float, dt: float) -> list[Stage]:
     return out
 
 
-def _state_stack(eq, fields: Mapping[str, np.ndarray], dtype):
+def state_stack(fields: Mapping[str, np.ndarray], dtype):
+    """A PrimitiveEquationsState (leading sample axis) from the truth cache's spectral
+    fields (``calibration.truth_data.FIELDS``)."""
     from esm.atmosphere.primitive_equations import PrimitiveEquationsState
 
     return PrimitiveEquationsState(
@@ -169,7 +171,7 @@ def cached_truth(cfg, eq, dtype, every_hours: float = 6.0):
             times, fields = truth_data.load_split(cache, split, every_hours=every_hours)
         except (FileNotFoundError, ValueError) as e:
             raise ConfigError(f"training.truth: {e}") from None
-        states = _state_stack(eq, fields, dtype)
+        states = state_stack(fields, dtype)
         expected = eq.grid.modal_shape
         if tuple(states.vorticity.shape[-3:]) != tuple(expected) or \
                 states.vorticity.shape[1] != eq.vertical.layers:
@@ -305,13 +307,14 @@ class TrainingJob:
         state = trainer.init(pretrain=not resume)
         rows: list[dict] = []
         wall_before = cpu_before = 0.0
-        initial_heldout = trainer.heldout_loss(state["ema"], trainer.stages[0].snapshots)
         if resume:
             state, meta = checkpoints.load_state(ckpt, state)
             wall_before = float(meta["wall_seconds"])
             cpu_before = float(meta.get("cpu_seconds", 0.0))
-            initial_heldout = float(meta.get("initial_heldout", initial_heldout))
+            initial_heldout = float(meta["initial_heldout"])
             rows = read_rows(hist_path, int(state["iteration"]))
+        else:
+            initial_heldout = trainer.heldout_loss(state["ema"], trainer.stages[0].snapshots)
         bar = None
         if self.progress:
             from tqdm import tqdm

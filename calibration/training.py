@@ -77,13 +77,19 @@ def field_variances(grid, states) -> dict[str, np.ndarray]:
     return out
 
 
-def amplitude_spectrum(coefficients, grid, w):
-    """sqrt of the power per total wavenumber n: (..., 2, M, L) -> (..., T + 1)."""
+def wavenumber_power(coefficients, grid, w=None):
+    """The area-mean square of a field per total wavenumber n, sum over m of w c^2:
+    (..., 2, M, L) -> (..., T + 1) (w: ``spectral_weights``)."""
+    w = spectral_weights(grid) if w is None else w
     n = grid.total_wavenumber
     onehot = np.stack([(n == j) for j in range(grid.truncation + 1)], axis=-1)  # (M, L, T+1)
-    power = jnp.einsum("...cml,cml,mlj->...j", coefficients**2, w,
-                       jnp.asarray(onehot, coefficients.dtype))
-    return jnp.sqrt(power + 1e-30)
+    return jnp.einsum("...cml,cml,mlj->...j", coefficients**2, jnp.asarray(w, coefficients.dtype),
+                      jnp.asarray(onehot, coefficients.dtype))
+
+
+def amplitude_spectrum(coefficients, grid, w):
+    """sqrt of the power per total wavenumber n: (..., 2, M, L) -> (..., T + 1)."""
+    return jnp.sqrt(wavenumber_power(coefficients, grid, w) + 1e-30)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -553,15 +553,17 @@ class SphericalHarmonicGrid:
         return (n * (n + 1.0) / (t * (t + 1.0))) ** order
 
     def interpolate_modal(self, c, target: "SphericalHarmonicGrid"):
-        """Spectral interpolation/truncation of coefficients to another grid's truncation."""
+        """Spectral interpolation/truncation of coefficients to another grid's truncation
+        (zero padding to a finer one; numpy in, numpy out; the dtype is kept)."""
+        xp = np if isinstance(c, np.ndarray) else jnp
         dm = target.n_m - self.n_m
         dl = target.n_l - self.n_l
         if dm >= 0:
-            c = jnp.pad(c, [(0, 0)] * (c.ndim - 2) + [(0, dm), (0, 0)])
+            c = xp.pad(c, [(0, 0)] * (c.ndim - 2) + [(0, dm), (0, 0)])
         else:
             c = c[..., : target.n_m, :]
         if dl >= 0:
-            c = jnp.pad(c, [(0, 0)] * (c.ndim - 1) + [(0, dl)])
+            c = xp.pad(c, [(0, 0)] * (c.ndim - 1) + [(0, dl)])
         else:
             c = c[..., : target.n_l]
-        return c * jnp.asarray(target.mask, dtype=c.dtype)
+        return c * xp.asarray(target.mask, dtype=c.dtype)

@@ -47,8 +47,7 @@ def coarse_grain(coefficients, source_grid: SphericalHarmonicGrid,
         raise ValueError(
             f"coefficients end in shape {shape}, but T{source_grid.truncation} spectral fields "
             f"end in {source_grid.modal_shape}; pass the grid they were computed on")
-    c = coefficients[..., : target_grid.n_m, : target_grid.n_l]
-    return c * target_grid.mask.astype(c.dtype)
+    return source_grid.interpolate_modal(coefficients, target_grid)
 
 
 def is_modal(leaf, grid: SphericalHarmonicGrid) -> bool:
