@@ -10,6 +10,7 @@ vs 10 K), started from the defaults.
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -287,6 +288,96 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
 
     assert strip(history) == strip(ref_history)
     assert not list(d.glob("checkpoints/.*.tmp"))
+
+
+# The kill matrix of issue 15 for esm-calibrate: SIGKILL at each registered fault point that
+# a calibration job passes (every atomic writer's three points, each on a different file of
+# the job, and the point between a history row and its checkpoint) and at 5 seeded random hit
+# counts; each killed job leaves only readable files and its re-run equals an uninterrupted
+# job's bit for bit (checkpoint, history but its wall-clock column, fit.nc, parameters.yaml,
+# summary.json but its timings).
+CALIBRATION_KILLS = ["atomic.before_write@config.yaml", "atomic.after_write@history.csv:2",
+                     "calibration.mid_checkpoint@1", "atomic.before_rename@state.npz:4",
+                     "atomic.before_write@parameters.yaml", "atomic.after_write@fit.nc",
+                     "atomic.before_rename@loss.png", "atomic.before_write@fit.png",
+                     "atomic.before_rename@summary.json"]
+TIMINGS = {"wall_seconds", "compile_seconds"}
+
+
+@pytest.fixture(scope="module")
+def calibration_reference(tmp_path_factory):
+    """An uninterrupted RESUME_ARGS job, with the list of fault points it hits."""
+    d = tmp_path_factory.mktemp("calibration_reference")
+    trace = d / "trace.txt"
+    r = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={d / 'run'}"], cwd=d,
+                      env=dict(os.environ, DIFFESM_FAULT_TRACE=str(trace)))
+    assert r.returncode == 0, r.stderr
+    return d / "run", [tuple(line.split(" ", 1)) for line in trace.read_text().splitlines()]
+
+
+def assert_same_job(a: Path, b: Path):
+    from test_reliability import _data
+
+    leaves_a, history_a = final_state(a)
+    leaves_b, history_b = final_state(b)
+    assert len(leaves_a) == len(leaves_b)
+    for x, y in zip(leaves_a, leaves_b):
+        np.testing.assert_array_equal(x, y)
+
+    def strip(text):  # wall-clock seconds (column 5) differ
+        return [[c for i, c in enumerate(line.split(",")) if i != 5] for line in text.splitlines()]
+
+    assert strip(history_a) == strip(history_b)
+    fa, fb = _data(a / "fit.nc"), _data(b / "fit.nc")
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        assert fa[k].dtype == fb[k].dtype and np.array_equal(fa[k], fb[k], equal_nan=True), k
+    assert (a / "parameters.yaml").read_text() == (b / "parameters.yaml").read_text()
+    sa, sb = (json.loads((x / "summary.json").read_text()) for x in (a, b))
+    assert {k: v for k, v in sa.items() if k not in TIMINGS} == \
+        {k: v for k, v in sb.items() if k not in TIMINGS}
+
+
+@pytest.mark.slow  # the reference job takes about 30 s
+def test_calibration_passes_every_writer_fault_point(calibration_reference):
+    """The points the kill matrix below aims at are hit by an uninterrupted job."""
+    _, hits = calibration_reference
+    points = {name for name, _ in hits}
+    assert {"atomic.before_write", "atomic.after_write", "atomic.before_rename",
+            "calibration.mid_checkpoint"} <= points
+    for spec in CALIBRATION_KILLS:
+        target, _, count = spec.partition(":")
+        name, _, detail = target.partition("@")
+        assert hits.count((name, detail)) >= int(count or 1), spec
+
+
+def _kill_and_resume_calibration(tmp_path, reference, spec):
+    from test_reliability import only_readable_files
+
+    d = tmp_path / "killed"
+    killed = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={d}"], cwd=tmp_path,
+                           env=dict(os.environ, DIFFESM_FAULT=spec))
+    assert killed.returncode == -9, (spec, killed.returncode, killed.stderr)
+    only_readable_files(d)
+    again = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={d}"], cwd=tmp_path)
+    assert again.returncode == 0, (spec, again.stderr)
+    assert_same_job(reference, d)
+    assert not list(d.rglob(".*.tmp"))
+
+
+@pytest.mark.slow  # about 30 s each
+@pytest.mark.parametrize("spec", CALIBRATION_KILLS)
+def test_calibration_killed_at_a_fault_point_resumes_bitwise(tmp_path, calibration_reference,
+                                                             spec):
+    _kill_and_resume_calibration(tmp_path, calibration_reference[0], spec)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(5))
+def test_calibration_killed_at_a_seeded_random_hit_resumes_bitwise(tmp_path,
+                                                                   calibration_reference, seed):
+    ref, hits = calibration_reference
+    _kill_and_resume_calibration(tmp_path, ref, f"*:{random.Random(seed).randint(1, len(hits))}")
 
 
 def test_changed_config_in_existing_run_dir_exits_2(tmp_path):

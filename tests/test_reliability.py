@@ -56,16 +56,30 @@ def assert_same_output(a: Path, b: Path, name="output.nc"):
 
 
 def only_readable_files(d: Path):
-    """Every file a reader opens is whole: netCDF files open, JSON parses, npz loads."""
-    for p in d.iterdir():
-        if p.name.endswith(".nc"):
+    """Every file a reader opens, in ``d`` and its sub-folders, is whole: netCDF files open,
+    JSON and YAML parse, npz archives load, CSV rows have the header's width, PNGs decode.
+    (Temporary files ``.*.tmp`` of a killed write are not opened by readers.)"""
+    import matplotlib.image
+    import yaml
+
+    for p in d.rglob("*"):
+        if p.is_dir() or p.name.endswith(".tmp"):
+            continue
+        if p.suffix == ".nc":
             with xr.open_dataset(p, decode_times=False) as ds:
                 ds.load()
         elif p.suffix == ".json":
             json.loads(p.read_text())
+        elif p.suffix == ".yaml":
+            yaml.safe_load(p.read_text())
         elif p.suffix == ".npz":
             with np.load(p) as f:
                 [f[k] for k in f.files]
+        elif p.suffix == ".csv":
+            rows = [line.split(",") for line in p.read_text().splitlines()]
+            assert rows and all(len(r) == len(rows[0]) for r in rows), p
+        elif p.suffix == ".png":
+            assert matplotlib.image.imread(p).size > 0, p
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -213,7 +227,7 @@ def test_uninterrupted_run_hits_every_fault_point(tmp_path):
 # every other point with ``-m slow``.
 RUN_POINTS = ["driver.mid_chunk:3"] + [
     pytest.param(p, marks=pytest.mark.slow)
-    for p in ["output.mid_assembly", "atomic.before_rename@restart.npz:2",
+    for p in ["driver.compile", "output.mid_assembly", "atomic.before_rename@restart.npz:2",
               "atomic.before_write@restart.npz", "atomic.after_write@output.part00002.nc",
               "atomic.before_rename@output.nc", "atomic.before_rename@summary.json"]]
 
@@ -298,6 +312,51 @@ def test_sigint_before_the_first_chunk_exits_130_in_one_line(tmp_path):
     if (d / "summary.json").exists():
         assert json.loads((d / "summary.json").read_text())["status"] == "interrupted"
     assert not (d / "restart.npz").exists() or (d / "output.part00000.nc").exists()
+
+
+def _assert_interrupted_while_compiling(proc_returncode, err, d):
+    lines = err.strip().splitlines()
+    assert proc_returncode == 130 and len(lines) == 1, (proc_returncode, err)
+    assert "interrupted" in lines[0] and "Traceback" not in err
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["signal"] == signal.SIGINT
+    assert summary["signal_phase"] == "compiling" and summary["steps"] == 0, summary
+
+
+def test_sigint_at_the_compile_point_exits_130_and_resumes(tmp_path, straight):
+    """SIGINT sent by the process itself just before it compiles its chunk function (a
+    reproducible moment): exit 130, one line, the summary names the phase; the re-run
+    completes bitwise equal to the straight run."""
+    d = tmp_path / "run"
+    r = esm_run(SW + ["run.days=4", f"hydra.run.dir={d}"], tmp_path,
+                env={"DIFFESM_FAULT_SIGNAL": "driver.compile/2"})
+    _assert_interrupted_while_compiling(r.returncode, r.stderr, d)
+    r = esm_run(SW + ["run.days=4", f"hydra.run.dir={d}"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert_same_output(straight, d)
+
+
+def test_sigint_from_outside_during_compilation_exits_130_and_resumes(tmp_path, straight):
+    """A real Ctrl-C (``Popen.send_signal``) while XLA compiles: the child runs without the
+    session's compilation cache so that it really compiles (about 1 s at T21); the test waits
+    for the driver's compile point in the fault trace and sends SIGINT at once."""
+    d, trace = tmp_path / "run", tmp_path / "trace.txt"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")}
+    env["DIFFESM_FAULT_TRACE"] = str(trace)
+    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *SW, "run.days=4",
+                             f"hydra.run.dir={d}"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (trace.exists() and "driver.compile" in trace.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    _assert_interrupted_while_compiling(proc.returncode, err, d)
+    r = esm_run(SW + ["run.days=4", f"hydra.run.dir={d}"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert_same_output(straight, d)
 
 
 # ----------------------------------------------------------------------------- blow-ups

@@ -553,7 +553,7 @@ def _run(plain: dict, run_dir: str) -> int:
         signum = _SIGNALS[0] if _SIGNALS else 2
         failed("interrupted", f"{e}; re-run the same command to continue", sim.step,
                sim.step * setup.dt / constants.SECONDS_PER_DAY, steps_this_run=e.steps_done,
-               signal=signum)
+               signal=signum, signal_phase=_PHASES[0] if _PHASES else None)
         print(f"esm-run: {e}; re-run the same command to continue (run directory "
               f"{run_path})", file=sys.stderr)
         return 128 + signum
@@ -647,6 +647,8 @@ def params_entry() -> None:  # pragma: no cover
 _ACTIVE: list = []
 #: signals received (the first decides the exit code, 128 + signum)
 _SIGNALS: list = []
+#: what the running simulation was doing when each signal came (``Simulation.phase``)
+_PHASES: list = []
 
 
 def _install_signal_handlers() -> None:
@@ -660,6 +662,7 @@ def _install_signal_handlers() -> None:
         if _SIGNALS:
             os._exit(128 + signum)
         _SIGNALS.append(signum)
+        _PHASES.append(_ACTIVE[-1].phase if _ACTIVE else "starting")
         for sim in _ACTIVE:
             sim.request_stop()
 

@@ -27,6 +27,7 @@ POINTS = {
     "atomic.before_write": "an atomic write, before its temporary file is filled",
     "atomic.after_write": "an atomic write, temporary file filled, before fsync",
     "atomic.before_rename": "an atomic write, temporary file fsynced, before os.replace",
+    "driver.compile": "before compiling a chunk function",
     "driver.mid_chunk": "a chunk computed, before its output and restart are written",
     "output.mid_assembly": "assembling <name>.nc, between two pieces",
     "calibration.mid_checkpoint": "a calibration checkpoint, between its files",

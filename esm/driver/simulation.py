@@ -318,6 +318,9 @@ class Simulation:
         self.end_step = self.n_steps
         self.step = 0
         self.stop_requested = False
+        #: what the driver is doing: "starting", "compiling", "running" (a chunk) or
+        #: "writing" (its output and restart); a signal handler records it
+        self.phase = "starting"
 
     def request_stop(self) -> None:
         """Stop after the chunk in progress, once its output, restart and callbacks are
@@ -395,6 +398,8 @@ class Simulation:
     def _compiled_chunk(self, save_every, n_saves, g, params):
         key = (save_every, n_saves)
         if key not in self._compiled:
+            self.phase = "compiling"
+            faults.point("driver.compile", f"{save_every}x{n_saves}")
             t0 = time.perf_counter()
             self._compiled[key] = self._chunk_fn(save_every, n_saves).lower(g, params).compile()
             self.compile_seconds += time.perf_counter() - t0
@@ -607,10 +612,12 @@ class Simulation:
             while queue:
                 save_every, n_saves = queue.pop(0)
                 fn = self._compiled_chunk(save_every, n_saves, g, m.params)
+                self.phase = "running"
                 t0 = time.perf_counter()
                 g, (steps, outputs) = fn(g, m.params)
                 steps, outputs, step_now, bad_step, bad_mask = host(
                     (steps, outputs, g.step, g.bad_step, g.bad_fields))
+                self.phase = "writing"
                 steps = np.asarray(steps)
                 chunk_seconds = time.perf_counter() - t0
                 run_seconds += chunk_seconds
