@@ -4,6 +4,7 @@ gradients through a moist rollout against finite differences under every checkpo
 
 import contextlib
 import io
+import json
 
 import jax
 import jax.numpy as jnp
@@ -188,3 +189,31 @@ def two_day_gradients():
 def test_two_day_moist_rollout_gradient_under_every_policy(two_day_gradients, policy, name):
     """The acceptance case: 2 days (96 steps), policies none, step and nested, 1e-4."""
     _check(*two_day_gradients, policy, name)
+
+
+AQUA_SLAB = ["experiment=aquaplanet", "resolution=t21", "levels=8", "surface=slab",
+             "physics.options.gray_radiation.insolation=seasonal", "output.every_hours=12",
+             "run.progress=false"]
+
+
+def test_slab_aquaplanet_restart_is_bitwise(tmp_path):
+    """Issue 15 for the moist model: 2 days == 1 day + restart + 1 day, bit for bit, with the
+    slab mixed layer (a prognostic surface temperature in the carry) and the seasonal
+    insolation (its phase comes from the integer step counter in the restart file)."""
+    a, b, c = tmp_path / "two", tmp_path / "one", tmp_path / "next"
+    for args in (["run.days=2", f"hydra.run.dir={a}"], ["run.days=1", f"hydra.run.dir={b}"],
+                 ["run.days=2", f"run.restart={b}", f"hydra.run.dir={c}"]):
+        r = esm_run(AQUA_SLAB + args, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+    with np.load(a / "restart.npz") as fa, np.load(c / "restart.npz") as fc:
+        assert fa.files == fc.files
+        assert any("surface" in json.dumps(k) for k in json.loads(
+            bytes(fa["__meta__"]).decode())["paths"]), "no surface state in the restart"
+        for key in fa.files:
+            if key != "__meta__":
+                assert np.array_equal(fa[key], fc[key]), key
+    with xr.open_dataset(a / "output.nc") as ds_a, xr.open_dataset(c / "output.nc") as ds_c:
+        n = ds_c.sizes["time"]
+        assert n >= 2 and np.array_equal(ds_a.time.values[-n:], ds_c.time.values)
+        for name in ("ts", "pr", "hus", "ta", "rsdt"):
+            assert np.array_equal(ds_a[name].values[-n:], ds_c[name].values), name
