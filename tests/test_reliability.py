@@ -276,8 +276,11 @@ def test_full_disk_keeps_the_previous_part_and_restart(tmp_path):
 
 # ------------------------------------------------------------------------------ signals
 @pytest.mark.parametrize("where, code", [("driver.mid_chunk:2/2", 130),
+                                         ("atomic.before_rename@output.part00002.nc/2", 130),
                                          pytest.param("atomic.before_rename@output.part00002.nc/15",
-                                                      143, marks=pytest.mark.slow)])
+                                                      143, marks=pytest.mark.slow),
+                                         pytest.param("atomic.after_write@restart.npz/15", 143,
+                                                      marks=pytest.mark.slow)])
 def test_signal_inside_a_chunk_or_a_write_stops_cleanly_and_resumes(tmp_path, straight, where,
                                                                    code):
     d = tmp_path / "run"
@@ -357,6 +360,44 @@ def test_sigint_from_outside_during_compilation_exits_130_and_resumes(tmp_path, 
     r = esm_run(SW + ["run.days=4", f"hydra.run.dir={d}"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert_same_output(straight, d)
+
+
+# Held-Suarez T21 L8, 40 days in two chunks of 20 days (about 2 s each on a CPU core)
+HS_LONG_CHUNKS = ["experiment=held_suarez", "resolution=t21", "levels=8", "run.progress=false",
+                  "run.days=40", "output.every_hours=24", "output.snapshots_per_file=20",
+                  "run.progress_seconds=null"]
+
+
+def test_sigint_from_outside_inside_a_chunk_exits_130_and_resumes(tmp_path):
+    """A real Ctrl-C (``Popen.send_signal``) while the first 20-day chunk computes: sent a
+    fifth of a chunk's time (measured by the straight run) after the initial snapshot's file
+    is in place (the trace line of its rename). The driver
+    finishes the chunk, writes its part and restart, records ``signal_phase: running`` and
+    exits 130 in one line; the re-run completes bitwise equal to a straight run."""
+    straight_dir, d, trace = tmp_path / "straight", tmp_path / "run", tmp_path / "trace.txt"
+    r = esm_run(HS_LONG_CHUNKS + [f"hydra.run.dir={straight_dir}"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    chunk_seconds = 20 / json.loads((straight_dir / "summary.json").read_text())[
+        "sim_days_per_second"]
+    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *HS_LONG_CHUNKS, f"hydra.run.dir={d}"],
+                            cwd=tmp_path, env=dict(os.environ, DIFFESM_FAULT_TRACE=str(trace)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (trace.exists() and "before_rename output.part00000.nc" in trace.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.002)
+    time.sleep(0.2 * chunk_seconds)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 130 and len(lines) == 1, (proc.returncode, err)
+    assert "interrupted" in lines[0] and "Traceback" not in err
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["signal_phase"] == "running", summary
+    assert summary["steps"] == 960  # the chunk in progress was finished: 20 days at dt 30 min
+    r = esm_run(HS_LONG_CHUNKS + [f"hydra.run.dir={d}"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert_same_output(straight_dir, d)
 
 
 # ----------------------------------------------------------------------------- blow-ups
