@@ -11,6 +11,7 @@ in progress, whose checkpoint is written), 1 anything else.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -136,6 +137,10 @@ def calibrate_main(argv: list[str] | None = None) -> int:
               f"checkpoint in {run_dir}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:  # a full disk: one line
+            from esm.app.cli import _no_space
+
+            return _no_space(run_dir, e, PROG, "last complete checkpoint and history are")
         traceback.print_exc()
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         files.atomic_write_json(Path(run_dir) / "summary.json", {

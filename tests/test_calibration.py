@@ -380,6 +380,28 @@ def test_calibration_killed_at_a_seeded_random_hit_resumes_bitwise(tmp_path,
     _kill_and_resume_calibration(tmp_path, ref, f"*:{random.Random(seed).randint(1, len(hits))}")
 
 
+@pytest.mark.slow
+def test_calibration_full_disk_keeps_the_last_checkpoint_and_resumes(tmp_path,
+                                                                    calibration_reference):
+    """ENOSPC while writing checkpoint 3: exit 1 with one line naming the directory and its
+    free space; checkpoint 2 and the history are intact; the re-run resumes bitwise."""
+    from test_reliability import only_readable_files
+
+    d = tmp_path / "full"
+    r = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={d}"], cwd=tmp_path,
+                      env=dict(os.environ, DIFFESM_FAULT_ENOSPC="atomic.before_write@state.npz:3"))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert lines[0].startswith("esm-calibrate: error: no space left") and str(d) in lines[0]
+    assert "free" in lines[0] and "Traceback" not in r.stderr
+    only_readable_files(d)
+    with np.load(d / "checkpoints" / "state.npz") as f:
+        assert json.loads(bytes(f["__meta__"]).decode())["iteration"] == 2
+    again = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={d}"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert_same_job(calibration_reference[0], d)
+
+
 def test_changed_config_in_existing_run_dir_exits_2(tmp_path):
     d = tmp_path / "run"
     (d / "checkpoints").mkdir(parents=True)

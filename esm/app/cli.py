@@ -378,17 +378,20 @@ def _interrupted_early(prog: str = "esm-run") -> int:
     return 128 + signum
 
 
-def _no_space(run_path: Path, e: OSError) -> int:
+def _no_space(run_path, e: OSError, prog: str = "esm-run",
+              intact: str = "last complete part and restart file are") -> int:
+    """A full disk (ENOSPC): exit 1 with one line naming the directory and its free space."""
     import shutil
 
+    run_path = Path(run_path)
     try:
         free = shutil.disk_usage(run_path if run_path.exists() else run_path.parent).free
         free_text = f"{free / 2**20:.0f} MiB free"
     except OSError:
         free_text = "free space unknown"
-    print(f"esm-run: error: no space left on the device of {run_path} ({free_text}); the "
-          "last complete part and restart file are intact: free space and re-run the same "
-          "command to continue", file=sys.stderr)
+    print(f"{prog}: error: no space left on the device of {run_path} ({free_text}); the "
+          f"{intact} intact: free space and re-run the same command to continue",
+          file=sys.stderr)
     return EXIT_ERROR
 
 
