@@ -400,6 +400,56 @@ def test_sigint_from_outside_inside_a_chunk_exits_130_and_resumes(tmp_path):
     assert_same_output(straight_dir, d)
 
 
+def test_a_second_sigint_exits_at_once_inside_a_chunk(tmp_path):
+    """Two Ctrl-Cs while a 20-day chunk computes: the second exits with 130 at once (a watcher
+    thread sees it on the signal wake-up pipe; Python's own handler would wait for the chunk
+    to return); the files already written stay readable and the re-run completes."""
+    d, trace = tmp_path / "run", tmp_path / "trace.txt"
+    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *HS_LONG_CHUNKS, f"hydra.run.dir={d}"],
+                            cwd=tmp_path, env=dict(os.environ, DIFFESM_FAULT_TRACE=str(trace)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (trace.exists() and "before_rename output.part00000.nc" in trace.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    waited = time.monotonic() - t0
+    assert proc.returncode == 130 and "Traceback" not in err, (proc.returncode, err)
+    assert waited < 0.5, waited  # a 20-day chunk takes about 2 s
+    assert "driver.mid_chunk" not in trace.read_text()  # the chunk did not finish
+    only_readable_files(d)
+    r = esm_run(HS_LONG_CHUNKS + [f"hydra.run.dir={d}"], tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_python_api_installs_no_signal_handlers(tmp_path):
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    import esm
+
+    esm.run({"experiment": "williamson6", "resolution": "t21", "run.days": 0.25},
+            run_dir=tmp_path / "api")
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert signal.set_wakeup_fd(-1) == -1  # and no wake-up pipe
+
+
+def test_background_job_with_sigint_ignored_still_stops_on_sigint(tmp_path):
+    """A shell's background job (``cmd &``) starts with SIGINT ignored; the console entry
+    installs its handler explicitly, so SIGINT still stops the run cleanly with 130."""
+    d = tmp_path / "run"
+    code = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            "import os, sys; os.execv(sys.executable, [sys.executable, '-c', " + repr(ENTRY)
+            + "] + sys.argv[1:])")
+    proc = subprocess.run([sys.executable, "-c", code, *SW, "run.days=4", f"hydra.run.dir={d}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, DIFFESM_FAULT_SIGNAL="driver.mid_chunk:2/2"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0], proc.stderr
+
+
 # ----------------------------------------------------------------------------- blow-ups
 def test_injected_nan_is_located_and_the_restart_holds_the_step_before(tmp_path):
     d = tmp_path / "nan"

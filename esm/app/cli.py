@@ -660,6 +660,7 @@ def _install_signal_handlers() -> None:
     with ``os._exit``. Installed explicitly, so background jobs, which inherit SIGINT
     ignored, are stopped too. The Python API installs none."""
     import signal
+    import threading
 
     def handler(signum, frame):
         if _SIGNALS:
@@ -669,11 +670,30 @@ def _install_signal_handlers() -> None:
         for sim in _ACTIVE:
             sim.request_stop()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, handler)
-        except ValueError:  # not in the main thread
-            pass
+    except ValueError:  # not in the main thread
+        return
+    # Python runs ``handler`` in the main thread between bytecodes, i.e. only after a compiled
+    # chunk (or an XLA compilation) returns. The C-level handler also writes each signal's
+    # number to a wake-up pipe at once; a watcher thread reads it, so that a second signal
+    # exits at once even while the main thread waits inside XLA.
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    wanted = {int(signal.SIGINT), int(signal.SIGTERM)}
+
+    def watch():
+        seen = 0
+        while True:
+            for signum in os.read(read_end, 64):
+                if signum in wanted:
+                    seen += 1
+                    if seen >= 2:
+                        os._exit(128 + signum)
+
+    threading.Thread(target=watch, name="diffesm-second-signal", daemon=True).start()
 
 
 def console_entry() -> None:  # pragma: no cover
