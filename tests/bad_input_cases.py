@@ -110,6 +110,14 @@ def prepare(tmp: Path) -> None:
                    "precision": "float32", "stepper": "leapfrog"})
 
 
+#: cases that take long (the memory planner compiles the gradient twice): ``-m slow`` only
+SLOW = {("esm-calibrate", ("calibration.method=adam", "calibration.memory_budget_gb=0.0001"))}
+
+
+def is_slow(case) -> bool:
+    return (case[0], tuple(case[1])) in SLOW
+
+
 def run_case(prog: str, args: list[str], tmp: Path) -> tuple[int, str]:
     """(exit code, stderr) of ``prog`` called in this process with ``args``."""
     import contextlib

@@ -102,6 +102,7 @@ def test_pressure_levels_outside_the_column_are_masked(x64):
 
 
 # ------------------------------------------------------------------------------ gradients
+@pytest.mark.slow  # moved out of the default suite (its time budget)
 def test_loss_gradient_matches_finite_differences_for_all_policies(x64):
     """d loss / dz along a random direction vs centred differences (float64), 12-hour window,
     at a point away from the kinks (T_min floor, sigma_b), for none, step, nested and
@@ -127,6 +128,7 @@ def test_loss_gradient_matches_finite_differences_for_all_policies(x64):
         np.testing.assert_allclose(g, grads["none"], rtol=1e-10, atol=1e-12 * np.abs(g).max())
 
 
+@pytest.mark.slow  # moved out of the default suite (its time budget)
 def test_binomial_gradient_equals_per_step_over_one_day(x64):
     """The twin's 1-day window (48 steps), binomial with 7 checkpoints (C(9, 2) = 36 < 48:
     three sweeps) vs the per-step policy: the same gradient to 1e-12 relative."""

@@ -104,6 +104,7 @@ def test_atomic_write_leaves_old_file_or_new_file(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.slow  # moved out of the default suite (its time budget)
 def test_chunks_sized_by_wall_time_give_the_same_output(tmp_path):
     """run.progress_seconds=0.3 on a 100-day Held–Suarez run (> 3 s of stepping): >= 10 progress
     updates with increasing steps, none more than twice the target apart (compiling

@@ -137,6 +137,7 @@ def _days_finite(schemes, scales, days):
     return days
 
 
+@pytest.mark.slow  # moved out of the default suite (its time budget)
 def test_bounded_damping_rates_keep_100_day_hybrid_runs_finite():
     """The spectral filter with its rates and modulation saturated (weights N(0, 9)) runs
     100 days at its default bound (damping rate <= 0.05 / dt) but blows up within 30 days at
