@@ -2,6 +2,7 @@
 
     python benchmarks/ocean_gyres_validation.py run DIR [OVERRIDES]   # esm-run, 20 years
     python benchmarks/ocean_gyres_validation.py analyse DIR [--no-restoring-dir DIR2]
+    python benchmarks/ocean_gyres_validation.py drake DIR   # a run made with ocean.south=-70
 
 ``run`` calls ``esm-run experiment=ocean_gyres ocean.resolution=2deg run.days=7300`` with
 10-day snapshots into DIR (about 15 min on 2 cores). ``analyse`` reads DIR/ocean.nc and
@@ -59,6 +60,41 @@ def _years(ds, first: int, last: int):
     days = (ds.time.values - ds.time.values[0]) / np.timedelta64(1, "D")
     sel = (days > 365.0 * (first - 1)) & (days <= 365.0 * last + 1e-6)
     return ds.isel(time=np.flatnonzero(sel))
+
+
+def drake_transport(ds) -> np.ndarray:
+    """Eastward transport (Sv) through Drake Passage (68W, south of 54S) at each snapshot:
+    the sum over the active layers of u h (h averaged to the u faces) times dy."""
+    i = int(np.argmin(np.abs(ds.lon_u.values - 292.0)))  # 68W
+    lat = ds.lat.values
+    h = ds.thkcello.fillna(0.0).values
+    h_u = 0.5 * (h + np.roll(h, 1, axis=-1))
+    uh = (ds.uo.fillna(0.0).values * h_u).sum(1)  # (time, lat, lon_u)
+    dy = RADIUS * np.deg2rad(float(lat[1] - lat[0]))
+    return uh[:, lat < -54.0, i].sum(1) * dy / 1e6
+
+
+def drake(folder: str) -> dict:
+    """The Drake Passage transport of a run with ``ocean.south=-70`` (whatever its length:
+    such a run may stop early), yearly means, and the run's status."""
+    folder = Path(folder)
+    ds = xr.open_dataset(folder / "ocean.nc")
+    if ds.lat.values[0] > -58.0:
+        raise SystemExit(f"{folder}: Drake Passage is closed (run with ocean.south=-70)")
+    days = (ds.time.values - ds.time.values[0]) / np.timedelta64(1, "D")
+    t = drake_transport(ds)
+    rows = ds.lat.values < -54.0
+    h1 = ds.thkcello.isel(lev=0).values[:, rows]
+    yearly = {}
+    for year in range(1, int(days[-1] // 365) + 2):
+        sel = (days > 365.0 * (year - 1)) & (days <= 365.0 * year)
+        if sel.any():
+            yearly[str(year)] = {"drake_eastward_Sv": round(float(t[sel].mean()), 3),
+                                 "min_layer1_thickness_south_of_54S_m":
+                                     round(float(np.nanmin(h1[sel])), 2)}
+    summary = json.loads((folder / "summary.json").read_text())
+    return {"run": str(folder), "last_day": float(days[-1]), "status": summary.get("status"),
+            "error": summary.get("error"), "yearly_means": yearly}
 
 
 def _segment(ocean_row: np.ndarray, lon: np.ndarray, window: tuple[float, float]):
@@ -179,13 +215,7 @@ def analyse(folder: str, no_restoring: str | None = None) -> dict:
             wbc[f"{basin}@{latitude:g}"] = {"poleward_Sv": t, "west_coast_lon": float(lon[seg[0]])}
     out["western_boundary_poleward_transport"] = wbc
     if lat_v[0] < -58.0:  # Drake Passage open (ocean.south=-70): circumpolar transport, reported
-        i = int(np.argmin(np.abs(ds.lon_u.values - 292.0)))  # 68W
-        h = late.thkcello.fillna(0.0).values
-        h_u = 0.5 * (h + np.roll(h, 1, axis=-1))
-        uh = (late.uo.fillna(0.0).values * h_u).sum(1).mean(0)
-        dy = RADIUS * np.deg2rad(float(lat[1] - lat[0]))
-        rows = lat < -54.0
-        out["drake_passage_eastward_Sv"] = float(np.sum(uh[rows, i]) * dy / 1e6)
+        out["drake_passage_eastward_Sv"] = float(np.mean(drake_transport(late)))
 
     # thickness against the Levitus 14 degC isotherm depth
     lev = ocean_data.levitus_temperature()
@@ -286,11 +316,14 @@ def figures(folder, ds, total, d14, vh, lat, lat_v, lon, ocean):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("run", "analyse"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("run", "analyse", "drake"):
         print(__doc__)
         sys.exit(2)
     if sys.argv[1] == "run":
         sys.exit(run(sys.argv[2], sys.argv[3:]))
+    if sys.argv[1] == "drake":
+        print(json.dumps(drake(sys.argv[2]), indent=1))
+        sys.exit(0)
     other = None
     if "--no-restoring-dir" in sys.argv:
         other = sys.argv[sys.argv.index("--no-restoring-dir") + 1]
