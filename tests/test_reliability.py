@@ -324,6 +324,19 @@ def test_sigint_before_the_first_chunk_exits_130_in_one_line(tmp_path):
     assert not (d / "restart.npz").exists() or (d / "output.part00000.nc").exists()
 
 
+def started_until(args, cwd, trace: Path, marker: str, env=None):
+    """``esm-run ARGS`` started with ``subprocess.Popen`` (fault trace on), returned once the
+    trace holds ``marker`` (a fault point reached: the moment to send a signal)."""
+    env = dict(os.environ if env is None else env, DIFFESM_FAULT_TRACE=str(trace))
+    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (trace.exists() and marker in trace.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.002)
+    return proc
+
+
 def _assert_interrupted_while_compiling(proc_returncode, err, d):
     lines = err.strip().splitlines()
     assert proc_returncode == 130 and len(lines) == 1, (proc_returncode, err)
@@ -353,14 +366,8 @@ def test_sigint_from_outside_during_compilation_exits_130_and_resumes(tmp_path, 
     d, trace = tmp_path / "run", tmp_path / "trace.txt"
     env = {k: v for k, v in os.environ.items()
            if k not in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")}
-    env["DIFFESM_FAULT_TRACE"] = str(trace)
-    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *SW, "run.days=4",
-                             f"hydra.run.dir={d}"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (trace.exists() and "driver.compile" in trace.read_text()):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.002)
+    proc = started_until(SW + ["run.days=4", f"hydra.run.dir={d}"], tmp_path, trace,
+                         "driver.compile", env)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     _assert_interrupted_while_compiling(proc.returncode, err, d)
@@ -386,13 +393,8 @@ def test_sigint_from_outside_inside_a_chunk_exits_130_and_resumes(tmp_path):
     assert r.returncode == 0, r.stderr
     chunk_seconds = 20 / json.loads((straight_dir / "summary.json").read_text())[
         "sim_days_per_second"]
-    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *HS_LONG_CHUNKS, f"hydra.run.dir={d}"],
-                            cwd=tmp_path, env=dict(os.environ, DIFFESM_FAULT_TRACE=str(trace)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (trace.exists() and "before_rename output.part00000.nc" in trace.read_text()):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.002)
+    proc = started_until(HS_LONG_CHUNKS + [f"hydra.run.dir={d}"], tmp_path, trace,
+                         "before_rename output.part00000.nc")
     time.sleep(0.2 * chunk_seconds)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
@@ -412,13 +414,8 @@ def test_a_second_sigint_exits_at_once_inside_a_chunk(tmp_path):
     thread sees it on the signal wake-up pipe; Python's own handler would wait for the chunk
     to return); the files already written stay readable and the re-run completes."""
     d, trace = tmp_path / "run", tmp_path / "trace.txt"
-    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *HS_LONG_CHUNKS, f"hydra.run.dir={d}"],
-                            cwd=tmp_path, env=dict(os.environ, DIFFESM_FAULT_TRACE=str(trace)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (trace.exists() and "before_rename output.part00000.nc" in trace.read_text()):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.002)
+    proc = started_until(HS_LONG_CHUNKS + [f"hydra.run.dir={d}"], tmp_path, trace,
+                         "before_rename output.part00000.nc")
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     t0 = time.monotonic()
