@@ -142,6 +142,7 @@ def test_binomial_gradient_equals_per_step_over_one_day(x64):
     assert np.linalg.norm(grads["binomial"] - grads["step"]) <= 1e-12 * np.linalg.norm(grads["step"])
 
 
+@pytest.mark.slow  # moved out of the default suite (its time budget)
 def test_memory_planner_choices_and_too_small_budget(x64):
     """esm.core.memory on the gradient of a 2000-step shallow-water rollout (compilation
     only): a budget above the plain scan's temporaries takes it; one between the per-step

@@ -124,6 +124,7 @@ def two_processes(tmp_path: Path, run_dir: Path, days: float, tag: str,
     return traces
 
 
+@pytest.mark.slow  # moved out of the default suite (its time budget)
 def test_two_processes_match_one_and_only_process_0_writes(tmp_path, x64):
     """2 processes x 2 CPU devices: the 4-member ensemble equals a one-process run to 1e-10;
     process 1 passes no file-writing fault point (only the chunk points), process 0 writes
