@@ -251,6 +251,20 @@ def final_state(run_dir: Path):
     return leaves, (run_dir / "history.csv").read_text()
 
 
+def assert_same_state_and_history(a: Path, b: Path):
+    """The final checkpoint's leaves are bitwise equal and so is the history, but for its
+    wall-clock seconds (column 5)."""
+    (leaves_a, history_a), (leaves_b, history_b) = final_state(a), final_state(b)
+    assert len(leaves_a) == len(leaves_b)
+    for x, y in zip(leaves_a, leaves_b):
+        np.testing.assert_array_equal(x, y)
+
+    def strip(text):
+        return [[c for i, c in enumerate(line.split(",")) if i != 5] for line in text.splitlines()]
+
+    assert strip(history_a) == strip(history_b)
+
+
 @pytest.mark.slow  # about 90 s: kills and resumes a whole job three times
 def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     """L-BFGS (memory and line-search state in the checkpoint), float64: killed with SIGKILL
@@ -262,7 +276,6 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     ref = tmp_path / "ref"
     r = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={ref}"], cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
-    ref_leaves, ref_history = final_state(ref)
     d = tmp_path / "killed"
     # the second run resumes from 2: its first checkpoint rename is that of iteration 3
     for spec in ("calibration.mid_checkpoint@3", "atomic.before_rename@state.npz"):
@@ -281,15 +294,7 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     assert json.loads((d / "summary.json").read_text())["status"] == "interrupted"
     again = esm_calibrate(RESUME_ARGS + [f"hydra.run.dir={d}"], cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
-    leaves, history = final_state(d)
-    assert len(leaves) == len(ref_leaves)
-    for a, b in zip(leaves, ref_leaves):
-        np.testing.assert_array_equal(a, b)
-    # history identical except wall-clock seconds (column 5)
-    def strip(text):
-        return [[c for i, c in enumerate(line.split(",")) if i != 5] for line in text.splitlines()]
-
-    assert strip(history) == strip(ref_history)
+    assert_same_state_and_history(d, ref)
     assert not list(d.glob("checkpoints/.*.tmp"))
 
 
@@ -319,22 +324,10 @@ def calibration_reference(tmp_path_factory):
 
 
 def assert_same_job(a: Path, b: Path):
-    from test_reliability import _data
+    from test_reliability import assert_same_netcdf
 
-    leaves_a, history_a = final_state(a)
-    leaves_b, history_b = final_state(b)
-    assert len(leaves_a) == len(leaves_b)
-    for x, y in zip(leaves_a, leaves_b):
-        np.testing.assert_array_equal(x, y)
-
-    def strip(text):  # wall-clock seconds (column 5) differ
-        return [[c for i, c in enumerate(line.split(",")) if i != 5] for line in text.splitlines()]
-
-    assert strip(history_a) == strip(history_b)
-    fa, fb = _data(a / "fit.nc"), _data(b / "fit.nc")
-    assert fa.keys() == fb.keys()
-    for k in fa:
-        assert fa[k].dtype == fb[k].dtype and np.array_equal(fa[k], fb[k], equal_nan=True), k
+    assert_same_state_and_history(a, b)
+    assert_same_netcdf(a / "fit.nc", b / "fit.nc")
     assert (a / "parameters.yaml").read_text() == (b / "parameters.yaml").read_text()
     sa, sb = (json.loads((x / "summary.json").read_text()) for x in (a, b))
     assert {k: v for k, v in sa.items() if k not in TIMINGS} == \

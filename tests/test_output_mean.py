@@ -49,10 +49,9 @@ def close(a, b, tolerance=1e-6):
 
 
 def assert_bitwise(a: Path, b: Path):
-    da, db = data(a), data(b)
-    assert da.keys() == db.keys()
-    for k in da:
-        assert da[k].dtype == db[k].dtype and np.array_equal(da[k], db[k], equal_nan=True), k
+    from test_reliability import assert_same_netcdf
+
+    assert_same_netcdf(a, b)
 
 
 def assert_same_restart(a: Path, b: Path):

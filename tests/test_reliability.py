@@ -44,11 +44,16 @@ def _data(path):
         return {k: ds[k].values.copy() for k in list(ds.variables)}
 
 
-def assert_same_output(a: Path, b: Path, name="output.nc"):
-    da, db = _data(a / name), _data(b / name)
+def assert_same_netcdf(a: Path, b: Path):
+    """Two netCDF files hold bitwise the same data and coordinates (attributes may differ)."""
+    da, db = _data(a), _data(b)
     assert da.keys() == db.keys()
     for k in da:
         assert da[k].dtype == db[k].dtype and np.array_equal(da[k], db[k], equal_nan=True), k
+
+
+def assert_same_output(a: Path, b: Path, name="output.nc"):
+    assert_same_netcdf(a / name, b / name)
     with np.load(a / "restart.npz") as fa, np.load(b / "restart.npz") as fb:
         for k in fa.files:
             if k != "__meta__":

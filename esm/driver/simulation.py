@@ -602,6 +602,7 @@ class Simulation:
             if self.stop_requested:
                 raise self._interrupted(start)
             if not self.restart:
+                self.phase = "writing"  # the initial snapshot
                 initial = jax.jit(lambda x: tuple(
                     {} if i in self.mean_writers else w.fields(x, jnp.asarray(0, jnp.int32))
                     for i, w in enumerate(self.writers)))(m.initial_state)
