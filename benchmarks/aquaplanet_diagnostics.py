@@ -58,7 +58,8 @@ def diagnose(run_dir: str, from_day: float) -> list[str]:
     for k in range(1, len(sigma), 2):
         line(f"relative humidity sigma {sigma[k]:.3f}", rh[k], "{:5.2f}")
     v = w["va"].values
-    dsig = np.gradient(sigma)
+    dsig = (np.diff(ds.sigma_bnds.values, axis=1)[:, 0] if "sigma_bnds" in ds
+            else np.gradient(sigma))
     psi = (2 * np.pi * RADIUS * np.cos(np.deg2rad(lat)) / GRAVITY
            * np.cumsum(v * 1e5 * dsig[:, None], axis=0))
     out.append(f"streamfunction extremes: {psi.max():.3g} and {psi.min():.3g} kg/s; "

@@ -59,18 +59,28 @@ sigma T_k^4 (g drops out), exact for isothermal layers and second order otherwis
 equidistant sigma and tau_e = 7.2 its lowest layers are optically thick and its
 radiative-equilibrium flux error is 8.4 % at L20 and 2.1 % at L40.
 
-Shortwave: transparent, absorbed at the surface, toa_incoming_shortwave = insolation,
-toa_outgoing_shortwave = albedo * insolation, surface_downward_shortwave = (1 - albedo)
-* insolation (net of the albedo; Frierson et al. 2006, surface albedo 0.31).
+Shortwave: transparent by default (Frierson et al. 2006): absorbed at the surface,
+toa_incoming_shortwave = insolation, toa_outgoing_shortwave = albedo * insolation,
+surface_downward_shortwave = (1 - albedo) * insolation (net of the albedo; surface albedo
+0.31). With ``shortwave_optical_depth`` tau_sw > 0 the downward beam is absorbed on its way
+down, as in the "frierson" scheme of the GFDL/Isca ``two_stream_gray_rad`` (``atm_abs``,
+``solar_exponent``; O'Gorman & Schneider 2008, J. Climate 21, 3815–3832, section 2, used
+tau_sw = 0.22 (p/ps)^2; Isca's Frierson test case 0.2 with the exponent 4):
 
-Heating, with the net upward longwave flux F = U - D on half levels (the shortwave flux is
-the same on every half level and does not heat the air):
+      S_down(p) = insolation exp(-tau_sw (p / ps)^n),   n = ``shortwave_exponent`` (static),
 
-      dT_k/dt = (g / c_p) (F_{k+1} - F_k) / dp_k    [(g / c_p) dF/dp],
+and the surface reflects albedo * S_down(ps), which leaves through a transparent atmosphere
+(toa_outgoing_shortwave = albedo S_down(ps), surface_downward_shortwave =
+(1 - albedo) S_down(ps)).
 
-so that sum_k (c_p / g) dT_k/dt dp_k = F_K - F_0 exactly (the column heating equals the
-flux convergence: the net downward flux at the top minus the net downward flux at the
-surface, shortwave included). No tracer, wind or surface tendencies.
+Heating, with the net upward longwave flux F = U - D and the downward shortwave flux S_down
+on half levels:
+
+      dT_k/dt = (g / c_p) [(F_{k+1} - F_k) + (S_down,k - S_down,k+1)] / dp_k,
+
+so that sum_k (c_p / g) dT_k/dt dp_k equals the net downward flux at the top minus the net
+downward flux at the surface exactly, shortwave included (the reflected beam does not heat).
+No tracer, wind or surface tendencies.
 """
 
 from __future__ import annotations
@@ -102,12 +112,17 @@ RADIATION_PARAMETERS = (
               "equator-to-pole insolation contrast of the annual-mean profile (Frierson et al. "
               "2006 eq. 3: 1.4); at most 2 keeps the polar insolation non-negative"),
     Parameter("gray_radiation.tau_equator", 7.2, "1", (0.01, 100.0), "log", 0.5,
-              "longwave optical depth of the column at the equator (Frierson et al. 2006: 7.2)"),
+              "longwave optical depth of the column at the equator (O'Gorman & Schneider "
+              "2008: 7.2; Frierson et al. 2006: 6)"),
     Parameter("gray_radiation.tau_pole", 1.8, "1", (0.01, 100.0), "log", 0.5,
-              "longwave optical depth of the column at the poles (Frierson et al. 2006: 1.8)"),
+              "longwave optical depth of the column at the poles (O'Gorman & Schneider "
+              "2008: 1.8; Frierson et al. 2006: 1.5)"),
     Parameter("gray_radiation.linear_fraction", 0.1, "1", (0.0, 1.0), "logit", 1.0,
               "fraction f_l of the optical depth linear in p/ps, the rest ~ (p/ps)^4 "
               "(Frierson et al. 2006: 0.1)"),
+    Parameter("gray_radiation.shortwave_optical_depth", 0.0, "1", (0.0, 5.0), "identity", 0.1,
+              "shortwave optical depth of the column, tau_sw (p/ps)^n (Frierson et al. 2006: "
+              "0, transparent; O'Gorman & Schneider 2008: 0.22)"),
     Parameter("gray_radiation.obliquity", 23.439, "degree", (0.0, 90.0), "identity", 5.0,
               "obliquity of the rotation axis (insolation='seasonal' only)"),
     Parameter("gray_radiation.eccentricity", 0.0, "1", (0.0, 0.1), "identity", 0.01,
@@ -259,6 +274,14 @@ def longwave_fluxes(temperature, half_pressure, surface_temperature, surface_opt
     return up, down
 
 
+def shortwave_down(insolation, half_pressure, optical_depth, exponent=4.0):
+    """Downward shortwave flux (W m-2) on the half levels (K + 1,): insolation
+    exp(-tau_sw (p / ps)^n) (module docstring); tau_sw = 0 gives the transparent atmosphere
+    (the same flux on every half level)."""
+    x = half_pressure / half_pressure[-1]
+    return insolation * jnp.exp(-optical_depth * x ** exponent)
+
+
 def radiative_heating(net_upward_flux, thickness):
     """dT/dt (K/s, (K,)) = (g / c_p)(F_{k+1} - F_k) / dp_k for F on half levels (K + 1,)."""
     return (constants.GRAVITY / constants.HEAT_CAPACITY_DRY_AIR
@@ -272,13 +295,15 @@ class GrayRadiation(AbstractColumnScheme):
     Static options: ``insolation`` "annual_mean" (eq. 3, time independent) or "seasonal"
     (daily mean on the orbit at ``column.time``, t = 0 at the northern vernal equinox);
     ``year_length`` (s) of the seasonal cycle; ``source`` "linear" (default: the layer's
-    longwave source linear in tau) or "isothermal" (the GFDL form).
+    longwave source linear in tau) or "isothermal" (the GFDL form); ``shortwave_exponent`` n
+    of the shortwave optical depth tau_sw (p/ps)^n (Isca's ``solar_exponent``, default 4).
     """
 
     name: ClassVar[str] = "gray_radiation"
     insolation: str = eqx.field(default="annual_mean", static=True)
     year_length: float = eqx.field(default=constants.SECONDS_PER_YEAR, static=True)
     source: str = eqx.field(default="linear", static=True)
+    shortwave_exponent: float = eqx.field(default=4.0, static=True)
 
     def __check_init__(self):
         if self.insolation not in INSOLATION_OPTIONS:
@@ -288,6 +313,9 @@ class GrayRadiation(AbstractColumnScheme):
             raise ValueError(f"gray_radiation: year_length {self.year_length} must be > 0 s")
         if self.source not in SOURCE_OPTIONS:
             raise ValueError(f"gray_radiation: source {self.source!r} not in {SOURCE_OPTIONS}")
+        if not self.shortwave_exponent > 0:
+            raise ValueError(f"gray_radiation: shortwave_exponent {self.shortwave_exponent} "
+                             "must be > 0")
 
     @property
     def parameters(self):
@@ -311,9 +339,12 @@ class GrayRadiation(AbstractColumnScheme):
         up, down = longwave_fluxes(column.temperature, column.half_pressure,
                                    surface.temperature, tau_s, p["linear_fraction"],
                                    self.source)
-        heating = radiative_heating(up - down, column.thickness)
         insolation = jnp.asarray(self.top_insolation(p, column), dtype)
+        sw_down = shortwave_down(insolation, column.half_pressure,
+                                 p["shortwave_optical_depth"], self.shortwave_exponent)
+        heating = radiative_heating(up - down - sw_down, column.thickness)
         albedo = surface.albedo
+        surface_sw = sw_down[-1]
         zeros = jnp.zeros_like(column.temperature)
         tendencies = ColumnTendencies(
             u=zeros, v=zeros, temperature=heating,
@@ -321,8 +352,8 @@ class GrayRadiation(AbstractColumnScheme):
         diag = {
             "insolation": insolation,
             "toa_incoming_shortwave": insolation,
-            "toa_outgoing_shortwave": albedo * insolation,
-            "surface_downward_shortwave": (1.0 - albedo) * insolation,
+            "toa_outgoing_shortwave": albedo * surface_sw,
+            "surface_downward_shortwave": (1.0 - albedo) * surface_sw,
             "toa_outgoing_longwave": up[0],
             "surface_downward_longwave": down[-1],
             "surface_upward_longwave": up[-1],

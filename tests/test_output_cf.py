@@ -46,6 +46,8 @@ def outputs(tmp_path_factory):
         "shallow_water": run(tmp, "sw", "experiment=williamson6", "resolution=t21", "run.days=0.5",
                              "output.mean=true"),
         "ensemble": run(tmp, "ens", *hs, "ensemble.members=2"),
+        "uneven": run(tmp, "uneven", *hs[:2], "levels=speedy8", "run.days=0.5",
+                      "output.every_hours=12", "output.mean=true"),
     }
     run(tmp, "resumed", *hs[:-3], "run.days=0.5", "output.every_hours=12", "output.mean=true")
     files["resumed"] = run(tmp, "resumed", *hs)
@@ -53,7 +55,8 @@ def outputs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("file", ["output.nc", "mean.nc"])
-@pytest.mark.parametrize("kind", ["sigma", "plev", "shallow_water", "ensemble", "resumed"])
+@pytest.mark.parametrize("kind", ["sigma", "plev", "shallow_water", "ensemble", "resumed",
+                                  "uneven"])
 def test_compliance_checker_finds_nothing_high_or_medium(outputs, kind, file):
     path = outputs[kind].with_name(file)
     report = cf_findings(path)
@@ -90,6 +93,26 @@ def test_cf_xarray_resolves_axes_and_weights_by_cell_area(outputs):
     nodes, weights = np.polynomial.legendre.leggauss(ds.sizes["lat"])
     np.testing.assert_allclose(widths, weights, rtol=1e-10)
     assert np.all((bounds[:, 0] < ds.lat.values) & (ds.lat.values < bounds[:, 1]))
+
+
+@pytest.mark.parametrize("file", ["output.nc", "mean.nc"])
+def test_sigma_bounds_are_the_model_layer_interfaces(outputs, file):
+    """sigma_bnds holds each layer's interfaces (CF 7.1, with formula_terms, CF 4.3.3), so a
+    column integral sum_k x_k ps dsigma_k / g needs no guess of the level spacing; checked on
+    SPEEDY's uneven layers and on equidistant ones."""
+    from esm.atmosphere.sigma_coordinates import SPEEDY8_BOUNDARIES
+
+    for kind, edges in (("uneven", np.asarray(SPEEDY8_BOUNDARIES)),
+                        ("sigma", np.linspace(0.0, 1.0, 9))):
+        with xr.open_dataset(outputs[kind].with_name(file)) as ds:
+            assert ds.sigma.attrs["bounds"] == "sigma_bnds"
+            assert ds.sigma_bnds.attrs["formula_terms"] == "sigma: sigma_bnds ps: ps ptop: ptop"
+            np.testing.assert_array_equal(ds.sigma_bnds.values[:, 0], edges[:-1])
+            np.testing.assert_array_equal(ds.sigma_bnds.values[:, 1], edges[1:])
+            np.testing.assert_allclose(ds.sigma.values, 0.5 * (edges[1:] + edges[:-1]),
+                                       rtol=1e-15)
+    with xr.open_dataset(outputs["plev"]) as ds:
+        assert "sigma_bnds" not in ds
 
 
 def test_global_attributes_say_where_the_file_came_from(outputs):

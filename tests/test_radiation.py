@@ -399,6 +399,40 @@ def test_energy_budget_and_vmap(x64):
     assert out.surface == {}
 
 
+@pytest.mark.parametrize("exponent", [2.0, 4.0])
+def test_shortwave_absorption_closed_form_and_budget(x64, exponent):
+    """tau_sw (p/ps)^n: the downward beam insolation exp(-tau_sw (p/ps)^n) on every half
+    level, each layer heated by the beam it absorbs, the surface given (1 - albedo) of what
+    arrives, the reflected beam leaving unheated; the budget closes to 1e-12 of the OLR.
+    tau_sw = 0 is the transparent atmosphere of Frierson et al. (2006)."""
+    scheme = GrayRadiation(shortwave_exponent=exponent)
+    pairs = random_columns(20, seed=4)
+    cols, sfcs = stack([c for c, _ in pairs]), stack([s for _, s in pairs])
+    run = jax.jit(jax.vmap(lambda p, c, s: scheme(p, c, s, {}), in_axes=(None, 0, 0)))
+    clear = run(params64(), cols, sfcs)
+    hazy = run(params64(**{"gray_radiation.shortwave_optical_depth": 0.22}), cols, sfcs)
+    residual, _ = energy_residual(hazy, cols)
+    assert np.max(np.abs(np.asarray(residual))) < 1e-12
+    q = np.asarray(hazy.diagnostics["insolation"])
+    x = np.asarray(cols.half_pressure) / np.asarray(cols.surface_pressure)[:, None]
+    beam = q[:, None] * np.exp(-0.22 * x ** exponent)
+    np.testing.assert_allclose(np.asarray(hazy.diagnostics["surface_downward_shortwave"]),
+                               0.69 * beam[:, -1], rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(hazy.diagnostics["toa_outgoing_shortwave"]),
+                               0.31 * beam[:, -1], rtol=1e-14)
+    absorbed = (constants.GRAVITY / constants.HEAT_CAPACITY_DRY_AIR * -np.diff(beam, axis=1)
+                / np.asarray(cols.thickness))
+    longwave = np.asarray(clear.tendencies.temperature)
+    np.testing.assert_allclose(np.asarray(hazy.tendencies.temperature) - longwave, absorbed,
+                               rtol=1e-9, atol=1e-14 * np.max(np.abs(longwave)))
+    assert np.all(absorbed > 0)
+    # the transparent default: the surface gets (1 - albedo) of the insolation (eq. 3)
+    np.testing.assert_allclose(np.asarray(clear.diagnostics["surface_downward_shortwave"]),
+                               0.69 * q, rtol=1e-14)
+    with pytest.raises(ValueError, match="shortwave_exponent"):
+        GrayRadiation(shortwave_exponent=0.0)
+
+
 def test_float32_under_jit():
     """float32 (the model's default precision) against the float64 loop reference:
     heating within 1e-4 of its largest magnitude, fluxes within 1e-5 relative."""
@@ -427,7 +461,7 @@ def test_float32_under_jit():
 
 def test_declarations_and_options():
     names = [p.name for p in GrayRadiation().parameters]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 9
     assert all(n.startswith("gray_radiation.") for n in names)
     assert GrayRadiation.name == "gray_radiation"
     with pytest.raises(ValueError, match="insolation"):

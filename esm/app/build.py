@@ -38,6 +38,7 @@ class ModelSetup:
       output: jit-able function (state, step counter) -> {descriptive field name: grid array}.
       parameter_declarations: the model's declared free parameters.
       sigma: model levels for 3-d output (None for single-layer models).
+      sigma_interfaces: their K + 1 interfaces (top to bottom), written as ``sigma_bnds``.
       plev: pressure levels (Pa) when 3-d output is interpolated to them.
       description: one line for the output's global attributes.
       output_name: the output file's stem (``output`` for the atmosphere, ``ocean``).
@@ -59,6 +60,7 @@ class ModelSetup:
     output: Callable[[Any], dict[str, jax.Array]]
     parameter_declarations: tuple[parameters.Parameter, ...]
     sigma: np.ndarray | None = None
+    sigma_interfaces: np.ndarray | None = None
     plev: np.ndarray | None = None
     description: str = ""
     output_name: str = "output"
@@ -291,6 +293,7 @@ def build_primitive_equations(cfg: Mapping, extra_parametrizations: tuple = ()) 
                       stepper=stepper, params=params, initial_state=initial_state, dt=dt,
                       output=output, parameter_declarations=eq.parameters,
                       sigma=vertical.centers if plev is None else None,
+                      sigma_interfaces=vertical.interfaces if plev is None else None,
                       plev=plev, description=case.description)
 
 

@@ -29,7 +29,7 @@ Runs a simulation configured by hydra overrides (key=value). With none, a short 
 Common overrides:
   experiment=NAME          {experiments}
   resolution=NAME          {resolutions}
-  levels=N|NAME            N equidistant sigma layers, or speedy8 | jw26 (3-d models)
+  levels=N|NAME            N equidistant sigma layers, or speedy8 | jw26 | frierson25 (3-d models)
   output.vertical=sigma|plev  3-d output on model or standard pressure levels
   run.days=FLOAT           simulated days
   run.dt_minutes=FLOAT     time step (default per resolution)
@@ -473,7 +473,8 @@ def _run(plain: dict, run_dir: str) -> int:
         grid = setup.grid
         coordinates = setup.coordinates or GridCoordinates(
             lat=np.rad2deg(grid.latitude), lon=np.rad2deg(grid.longitude), sigma=setup.sigma,
-            plev=setup.plev, member=setup.members, radius=float(grid.radius))
+            plev=setup.plev, member=setup.members, radius=float(grid.radius),
+            sigma_interfaces=setup.sigma_interfaces)
 
         attrs = {"experiment": setup.experiment,
                  "title": setup.description or f"diffesm {setup.experiment}",

@@ -33,7 +33,18 @@ _JW26_B = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01505309, 0.03276228, 0.053
            0.9851122, 1.0)
 JW26_BOUNDARIES = (0.0,) + tuple(a + b for a, b in zip(_JW26_A[1:], _JW26_B[1:]))
 
-NAMED_LEVELS = {"speedy8": SPEEDY8_BOUNDARIES, "jw26": JW26_BOUNDARIES}
+# The 25 unevenly spaced sigma layers of Frierson, Held & Zurita-Gotor (2006, JAS 63, 2548–2566,
+# section 2), concentrated near the surface (lowest layer 0.99–1, midpoint about 40 m) and
+# the tropopause; interfaces from the top as listed for the GFDL model's `vert_coordinate_nml`
+# (`vert_coord_option = 'input'`) of the Isca Frierson test case (Vallis et al. 2018, GMD 11).
+FRIERSON25_BOUNDARIES = (0.0, 0.0117665, 0.0196679, 0.0315244, 0.0485411, 0.0719344,
+                         0.1027829, 0.1418581, 0.1894648, 0.2453219, 0.3085103, 0.3775033,
+                         0.4502789, 0.5244989, 0.5977253, 0.6676441, 0.7322627, 0.7900587,
+                         0.8400683, 0.8819111, 0.9157609, 0.9422770, 0.9625127, 0.9778177,
+                         0.9897489, 1.0)
+
+NAMED_LEVELS = {"speedy8": SPEEDY8_BOUNDARIES, "jw26": JW26_BOUNDARIES,
+                "frierson25": FRIERSON25_BOUNDARIES}
 
 # Standard pressure levels (Pa) for output: the 17 CMIP "plev17" levels below 10 hPa... and 10.
 STANDARD_PRESSURE_LEVELS = (100000.0, 92500.0, 85000.0, 70000.0, 60000.0, 50000.0, 40000.0,
@@ -62,7 +73,7 @@ class SigmaCoordinates:
 
     @classmethod
     def from_name(cls, name) -> "SigmaCoordinates":
-        """``levels=N`` (equidistant) or a named set (``speedy8``, ``jw26``)."""
+        """``levels=N`` (equidistant) or a named set (``speedy8``, ``jw26``, ``frierson25``)."""
         key = str(name).lower()
         if key in NAMED_LEVELS:
             return cls(NAMED_LEVELS[key])

@@ -134,7 +134,8 @@ def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_de
                      attrs: Mapping[str, Any] | None = None,
                      plev: np.ndarray | None = None,
                      member: np.ndarray | None = None,
-                     radius: float = EARTH_RADIUS) -> xr.Dataset:
+                     radius: float = EARTH_RADIUS,
+                     sigma_interfaces: np.ndarray | None = None) -> xr.Dataset:
     """CF-1.8 dataset from snapshots.
 
     Args:
@@ -146,6 +147,9 @@ def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_de
       attrs: global attributes to add.
       member: ensemble member numbers (a ``member`` dimension, CF ``realization``), or None.
       radius: sphere radius (m) of the cell areas ``areacella``.
+      sigma_interfaces: the K + 1 layer interfaces (top to bottom) of ``sigma``; written as
+        ``sigma_bnds`` (with its own formula_terms, CF 4.3.3), so that column integrals
+        (sum over layers of x ps dsigma / g) need no assumption on the level spacing.
     """
     coords = {
         "time": ("time", np.asarray(hours, dtype=np.float64),
@@ -177,6 +181,13 @@ def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_de
                             "formula_terms": "sigma: sigma ps: ps ptop: ptop",
                             "computed_standard_name": "air_pressure"})
         coords["ptop"] = ((), 0.0, {"long_name": "pressure at the model top", "units": "Pa"})
+        if sigma_interfaces is not None:
+            edges = np.asarray(sigma_interfaces, dtype=np.float64)
+            if edges.shape != (len(sigma) + 1,):
+                raise ValueError(f"{edges.size} sigma interfaces for {len(sigma)} levels")
+            coords["sigma"][2]["bounds"] = "sigma_bnds"
+            cells["sigma_bnds"] = (("sigma", "bnds"), np.stack([edges[:-1], edges[1:]], axis=1),
+                                   {"formula_terms": "sigma: sigma_bnds ps: ps ptop: ptop"})
     if plev is not None:
         coords["plev"] = ("plev", np.asarray(plev, dtype=np.float64),
                           {"standard_name": "air_pressure", "long_name": "pressure",
@@ -204,7 +215,7 @@ def snapshot_dataset(fields: Mapping[str, np.ndarray], hours: np.ndarray, lat_de
 
 
 #: variables of an output file that are no fields: bounds and cell measures
-CELL_VARIABLES = ("lat_bnds", "lon_bnds", "areacella", "time_bnds")
+CELL_VARIABLES = ("lat_bnds", "lon_bnds", "sigma_bnds", "areacella", "time_bnds")
 
 
 def _encoding(ds: xr.Dataset) -> dict:
@@ -229,12 +240,13 @@ class GridCoordinates:
     plev: np.ndarray | None = None
     member: np.ndarray | None = None
     radius: float = EARTH_RADIUS
+    sigma_interfaces: np.ndarray | None = None
 
     def dataset(self, fields: Mapping[str, np.ndarray], hours: np.ndarray,
                 attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
         return snapshot_dataset(to_cmip(fields), hours, self.lat, self.lon, sigma=self.sigma,
                                 attrs=attrs, plev=self.plev, member=self.member,
-                                radius=self.radius)
+                                radius=self.radius, sigma_interfaces=self.sigma_interfaces)
 
     def point(self, index: tuple) -> dict[str, float]:
         """Coordinates of grid point ``index`` ((lat, lon) or (level, lat, lon), after the
