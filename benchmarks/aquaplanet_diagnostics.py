@@ -12,7 +12,13 @@ the symmetric profiles; the runs are hemispherically symmetric in the mean):
 * relative humidity (Clausius-Clapeyron with L = 2.5e6 J/kg, as the gray model) by sigma;
 * the mean meridional streamfunction psi = 2 pi a cos(lat) / g int_0^sigma [v] p_s dsigma
   (with the global-mean p_s of 1e5 Pa), its extremes (kg/s);
-* omega at sigma ~0.5.
+* omega at sigma ~0.5;
+* with ``--tendencies``: each physics scheme re-evaluated, in the model's order and on the
+  run's parameters (RUN_DIR/config.yaml), on every ``--stride``-th snapshot (the state the
+  output holds; the physics acts over 2 dt as in the model): mean temperature (K/day) and
+  humidity (g/kg/day) tendencies by level at 3, 14, 25 and 36 deg, mean CAPE, the fraction of
+  columns raining by convection (> 0.086 mm/day) and the mean convective top. This says which
+  scheme heats, cools, moistens and dries each part of the column.
 """
 
 from __future__ import annotations
@@ -71,15 +77,90 @@ def diagnose(run_dir: str, from_day: float) -> list[str]:
     return out
 
 
+def scheme_tendencies(run_dir: str, from_day: float, stride: int = 4) -> list[str]:
+    import jax
+    import jax.numpy as jnp
+    from omegaconf import OmegaConf
+
+    from esm.app.build import build_column_physics, build_model
+    from esm.atmosphere.column import column_at, updated_column
+
+    cfg = OmegaConf.to_container(OmegaConf.load(f"{run_dir}/config.yaml"), resolve=True)
+    setup = build_model(cfg)
+    physics = build_column_physics(cfg)
+    params = setup.params
+    ds = xr.open_dataset(f"{run_dir}/output.nc")
+    days = (ds.time.values - ds.time.values[0]) / np.timedelta64(1, "D")
+    steps = np.flatnonzero(days >= from_day)[::stride]
+    edges = ds.sigma_bnds.values
+    interfaces = np.concatenate([edges[:, 0], edges[-1:, 1]]).astype(np.float32)
+    lat = ds.lat.values
+    picks = [int(np.argmin(np.abs(lat - x))) for x in (3.0, 14.0, 25.0, 36.0)]
+    interval = 2.0 * setup.dt
+
+    def one(t, u, v, q, ps, ts, latitude):
+        col = column_at(t, u, v, {"specific_humidity": q}, ps, interfaces, latitude,
+                        dt=interval)
+        surface = physics.surface_state(params, ts, jnp.ones_like(ps), 3.21e-5 + 0 * ps,
+                                        jnp.zeros_like(ps))
+        rows, diagnostics = [], {}
+        for scheme in physics.schemes:
+            out = scheme(params, col, surface, dict(diagnostics))
+            diagnostics.update(out.diagnostics)
+            rows.append(jnp.stack([out.tendencies.temperature,
+                                   out.tendencies.tracers["specific_humidity"]]))
+            col = updated_column(col, out.tendencies, col.dt)
+        zero = jnp.zeros_like(ps)
+        extra = jnp.stack([diagnostics.get("cape", zero),
+                           diagnostics.get("convective_precipitation", zero),
+                           diagnostics.get("convective_top_pressure", zero)])
+        return jnp.stack(rows), extra
+
+    per_column = jax.vmap(one, in_axes=(1, 1, 1, 1, 0, 0, None))  # over longitudes
+    evaluate = jax.jit(jax.vmap(per_column, in_axes=(1, 1, 1, 1, 0, 0, 0)))  # latitudes
+    tend, extra, raining = 0.0, 0.0, 0.0
+    for i in steps:
+        snap = ds.isel(time=int(i))
+        fields = [snap[name].values[:, picks] for name in ("ta", "ua", "va", "hus")]
+        rows, diag = evaluate(*fields, snap.ps.values[picks], snap.ts.values[picks],
+                              np.deg2rad(lat[picks]).astype(np.float32))
+        tend = tend + np.asarray(rows).mean(1)
+        extra = extra + np.asarray(diag).mean(1)
+        raining = raining + (np.asarray(diag)[:, :, 1] > 1e-6).mean(1)
+    tend, extra, raining = tend / len(steps), extra / len(steps), raining / len(steps)
+    fmt = lambda values: " ".join(f"{v:7.2f}" for v in values)
+    out = [f"scheme tendencies on {len(steps)} snapshots (every {stride}th from day "
+           f"{from_day:g}), physics interval {interval:g} s",
+           "latitude                      " + fmt(lat[picks]),
+           "mean CAPE J/kg                " + fmt(extra[:, 0]),
+           "convective precipitation mm/d " + fmt(extra[:, 1] * 86400.0),
+           "fraction raining convectively " + fmt(raining),
+           "mean convective top hPa       " + fmt(extra[:, 2] / 100.0)]
+    for n, scheme in enumerate(physics.schemes):
+        out.append(f"{scheme.name}: dT/dt K/day at the four latitudes | dq/dt g/kg/day")
+        for k, sig in enumerate(ds.sigma.values):
+            out.append(f"  sigma {sig:.3f}  " + fmt(tend[:, n, 0, k] * 86400.0) + " | "
+                       + fmt(tend[:, n, 1, k] * 86400.0e3))
+    return out
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir")
     ap.add_argument("--from-day", type=float, default=60.0)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--tendencies", action="store_true",
+                    help="also re-evaluate each physics scheme on the snapshots")
+    ap.add_argument("--stride", type=int, default=4)
     args = ap.parse_args()
-    text = "\n".join(diagnose(args.run_dir, args.from_day)) + "\n"
+    lines = diagnose(args.run_dir, args.from_day)
+    if args.tendencies:
+        lines += scheme_tendencies(args.run_dir, args.from_day, args.stride)
+    text = "\n".join(lines) + "\n"
     print(text, end="")
     if args.out:
         with open(args.out, "w") as f:
             f.write("# python benchmarks/aquaplanet_diagnostics.py " + args.run_dir
-                    + f" --from-day {args.from_day:g}\n" + text)
+                    + f" --from-day {args.from_day:g}"
+                    + (f" --tendencies --stride {args.stride}" if args.tendencies else "")
+                    + "\n" + text)

@@ -24,14 +24,31 @@ def run(tmp_path, name, *overrides) -> Path:
     return tmp_path / name / "output.nc"
 
 
+# The checker's section-7.1 test wants every attribute that a bounds variable shares with its
+# coordinate to be equal, formula_terms included; CF 1.8 section 7.1 ("Boundaries and
+# formula terms") asks the opposite for the terms that depend on the vertical dimension: the
+# bounds variable's formula_terms must name their bounds (sigma: sigma_bnds), the other terms
+# (ps, ptop) the same variables. This one finding is the checker's, not the file's.
+CHECKER_FALSE_POSITIVES = (
+    "'sigma_bnds' has attr 'formula_terms' with value 'sigma: sigma_bnds ps: ps ptop: ptop' "
+    "that does not agree with its associated variable ('sigma')'s attr value "
+    "'sigma: sigma ps: ps ptop: ptop'",)
+
+
 def cf_findings(path: Path) -> dict:
-    """compliance-checker -t cf:1.8 -f json (offline: its bundled standard-name table)."""
+    """compliance-checker -t cf:1.8 -f json (offline: its bundled standard-name table); the
+    high and medium findings without CHECKER_FALSE_POSITIVES, counted per check."""
     out = path.with_suffix(".cf.json")
     subprocess.run([str(CHECKER), "-t", "cf:1.8", "-f", "json", "-o", str(out), str(path)],
                    capture_output=True, text=True, timeout=300)
     report = json.loads(out.read_text())["cf:1.8"]
-    report["messages"] = [m for level in ("high_priorities", "medium_priorities")
-                          for item in report[level] for m in item["msgs"]]
+    for level in ("high", "medium"):
+        failed = report[f"{level}_priorities"]
+        items = [[m for m in item["msgs"] if m not in CHECKER_FALSE_POSITIVES] for item in failed]
+        report[f"{level}_count"] = sum(1 for msgs, item in zip(items, failed)
+                                       if msgs or not item["msgs"])
+        report[f"{level}_messages"] = [m for msgs in items for m in msgs]
+    report["messages"] = report["high_messages"] + report["medium_messages"]
     return report
 
 
