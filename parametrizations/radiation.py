@@ -2,7 +2,8 @@
 
 Frierson, D. M. W., I. M. Held and P. Zurita-Gotor, 2006: A gray-radiation aquaplanet moist
 GCM. Part I: Static stability and eddy scale. J. Atmos. Sci., 63, 2548–2566, section 2b.
-The atmosphere is transparent to shortwave radiation, which is absorbed at the surface, and
+By default the atmosphere is transparent to shortwave radiation, which is absorbed at the
+surface (an optional shortwave optical depth absorbs part of it on the way down), and
 gray in the longwave, with a prescribed optical depth (no water-vapour feedback).
 
 Insolation at the top of the atmosphere (W m-2):
@@ -290,7 +291,8 @@ def radiative_heating(net_upward_flux, thickness):
 
 # ------------------------------------------------------------------ the scheme
 class GrayRadiation(AbstractColumnScheme):
-    """Gray longwave radiation and transparent shortwave (Frierson et al. 2006, section 2b).
+    """Gray longwave radiation and (by default) transparent shortwave (Frierson et al. 2006,
+    section 2b).
 
     Static options: ``insolation`` "annual_mean" (eq. 3, time independent) or "seasonal"
     (daily mean on the orbit at ``column.time``, t = 0 at the northern vernal equinox);
