@@ -43,10 +43,9 @@ def cf_findings(path: Path) -> dict:
                    capture_output=True, text=True, timeout=300)
     report = json.loads(out.read_text())["cf:1.8"]
     for level in ("high", "medium"):
-        failed = report[f"{level}_priorities"]
-        items = [[m for m in item["msgs"] if m not in CHECKER_FALSE_POSITIVES] for item in failed]
-        report[f"{level}_count"] = sum(1 for msgs, item in zip(items, failed)
-                                       if msgs or not item["msgs"])
+        items = [[m for m in item["msgs"] if m not in CHECKER_FALSE_POSITIVES]
+                 for item in report[f"{level}_priorities"]]
+        report[f"{level}_count"] = sum(1 for msgs in items if msgs)
         report[f"{level}_messages"] = [m for msgs in items for m in msgs]
     report["messages"] = report["high_messages"] + report["medium_messages"]
     return report

@@ -440,8 +440,10 @@ def _did_you_mean(node, full_key: str) -> str:
 
 
 def _show(value) -> str:
+    """A value as the user typed it; a string with line breaks or other control characters
+    as its repr, so that the error stays one line."""
     if isinstance(value, str):
-        return value
+        return value if value.isprintable() else repr(value)
     return repr(value)
 
 
