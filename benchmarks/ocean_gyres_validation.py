@@ -20,6 +20,10 @@ prints, as JSON (committed under benchmarks/results/), means over years 16-20:
   basin over 10-40N and over all basins 40S-40N;
 * with the rows south of 58S open (``ocean.south=-70``): the eastward transport through
   Drake Passage (68W, south of 54S), reported only;
+* the drift of the active volume (Sv, per layer and in all, from the change over each of
+  years 1, 5, 10, 15 and 20: the sponge at the closed rows is the active layers' only net
+  volume source or sink) and the net northward active-layer transport across the Atlantic
+  at 32S, 0 and 30N;
 * with ``--no-restoring-dir``: the area-weighted RMSE of that run's SST (restoring off,
   ocean.restoring=0) against the Shea-Trenberth-Reynolds annual-mean SST over 60S-60N.
 
@@ -95,6 +99,25 @@ def drake(folder: str) -> dict:
     summary = json.loads((folder / "summary.json").read_text())
     return {"run": str(folder), "last_day": float(days[-1]), "status": summary.get("status"),
             "error": summary.get("error"), "yearly_means": yearly}
+
+
+def active_volume_drift(ds) -> dict:
+    """Rate of change (Sv) of each active layer's volume and of their sum over each of
+    years 1, 5, 10, 15 and 20 (from the snapshots nearest the year's ends)."""
+    lon, lat_v = ds.lon.values, ds.lat_v.values
+    band = np.sin(np.deg2rad(lat_v[1:])) - np.sin(np.deg2rad(lat_v[:-1]))
+    area = RADIUS ** 2 * np.deg2rad(float(lon[1] - lon[0])) * band[:, None] * np.ones(lon.size)
+    volume = (ds.thkcello.fillna(0.0).values * area).sum((-2, -1))  # (time, layer)
+    seconds = (ds.time.values - ds.time.values[0]) / np.timedelta64(1, "s")
+    year = 365.0 * 86400.0
+    out = {}
+    for y in (1, 5, 10, 15, 20):
+        i, j = (int(np.argmin(np.abs(seconds - t))) for t in ((y - 1) * year, y * year))
+        if j > i:
+            rate = (volume[j] - volume[i]) / (seconds[j] - seconds[i]) / 1e6
+            out[f"year_{y}"] = {"layers": [round(float(r), 2) for r in rate],
+                                "total": round(float(rate.sum()), 2)}
+    return out
 
 
 def _segment(ocean_row: np.ndarray, lon: np.ndarray, window: tuple[float, float]):
@@ -216,6 +239,15 @@ def analyse(folder: str, no_restoring: str | None = None) -> dict:
     out["western_boundary_poleward_transport"] = wbc
     if lat_v[0] < -58.0:  # Drake Passage open (ocean.south=-70): circumpolar transport, reported
         out["drake_passage_eastward_Sv"] = float(np.mean(drake_transport(late)))
+
+    out["active_volume_drift_Sv"] = active_volume_drift(ds)
+    atlantic = {}
+    for latitude in (-32.0, 0.0, 30.0):
+        j = row_of(latitude)
+        basin = "south_atlantic" if latitude < 0 else "north_atlantic"
+        seg = _segment(wet_v[j], lon, BASINS[basin])
+        atlantic[f"{latitude:g}"] = float(np.sum(vh_late[j, seg]) * dx_v[j] / 1e6)
+    out["atlantic_net_northward_Sv"] = atlantic
 
     # thickness against the Levitus 14 degC isotherm depth
     lev = ocean_data.levitus_temperature()

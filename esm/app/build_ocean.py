@@ -211,7 +211,8 @@ def build_ocean(cfg: Mapping) -> ModelSetup:
             spacing=1e3 * _number(cfg, "spacing_km", 20.0), f0=_number(cfg, "f0", 1e-4),
             beta=_number(cfg, "beta", 2e-11), tau0=_number(cfg, "tau0", 0.1, positive=False),
             depth=_number(cfg, "depth", 1000.0), wave_speed=_number(cfg, "wave_speed", 60.0),
-            dt=dt, ramp_days=_number(cfg, "ramp_days", 5.0, positive=False), dtype=precision)
+            dt=dt, ramp_days=_number(cfg, "ramp_days", 5.0, positive=False),
+            no_slip=_flag(cfg, "no_slip", True), dtype=precision)
         overrides.setdefault("ocean.laplacian_viscosity", 4320.0)
         res_name = f"box{_number(cfg, 'spacing_km', 20.0):g}km"
     elif case_name == "kelvin_wave":
@@ -251,7 +252,7 @@ def build_ocean(cfg: Mapping) -> ModelSetup:
         case = cases.ocean_gyres(
             grid, forcing, gravity, thick, sst, dt,
             momentum_advection=_flag(cfg, "momentum_advection", True),
-            no_slip=_flag(cfg, "no_slip", True), biharmonic=_flag(cfg, "biharmonic", False),
+            no_slip=_flag(cfg, "no_slip", False), biharmonic=_flag(cfg, "biharmonic", False),
             minimum_thickness=_number(cfg, "minimum_thickness", 1.0),
             description=(f"world ocean at {res_name}, {len(thick)} layers over a resting deep "
                          f"layer, FNOC wind stress and Esbensen-Kushnir heat flux climatologies"),

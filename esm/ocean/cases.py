@@ -37,10 +37,10 @@ class OceanCase:
 def munk_gyre(length: float = 3.0e6, spacing: float = 2.0e4, f0: float = 1.0e-4,
               beta: float = 2.0e-11, tau0: float = 0.1, depth: float = 1000.0,
               wave_speed: float = 60.0, dt: float = 80.0, ramp_days: float = 5.0,
-              dtype: str = "float32") -> OceanCase:
+              no_slip: bool = True, dtype: str = "float32") -> OceanCase:
     """Munk's gyre: square basin of side ``length`` (m), cells of ``spacing`` (m), one layer
     of rest ``depth`` whose gravity-wave speed is ``wave_speed`` (g' = c^2 / H), stress
-    ``-tau0 cos(pi y / L)`` ramped on over ``ramp_days``."""
+    ``-tau0 cos(pi y / L)`` ramped on over ``ramp_days``, no-slip or free-slip walls."""
     grid = ocean_grid.beta_plane_box(length, length, spacing, f0, beta)
     taux = -tau0 * np.cos(np.pi * grid.lat / length)[:, None] * np.ones((1, grid.shape[1]))
     forcing = dynamics.steady_forcing(grid, wind_stress_x=taux, dtype=dtype)
@@ -48,7 +48,7 @@ def munk_gyre(length: float = 3.0e6, spacing: float = 2.0e4, f0: float = 1.0e-4,
         forcing = dynamics.RampedForcing(forcing, ramp_days * SECONDS_PER_DAY)
     eq = dynamics.ReducedGravityOcean(grid, (wave_speed ** 2 / depth,), (depth,), forcing,
                                       dt=dt, momentum_advection=False, thermodynamics=False,
-                                      no_slip=True, dtype=dtype)
+                                      no_slip=no_slip, dtype=dtype)
     return OceanCase(eq, eq.rest_state(),
                      f"Munk (1950) gyre: {length / 1e3:g} km beta-plane basin, dx "
                      f"{spacing / 1e3:g} km, c = {wave_speed:g} m/s, tau0 = {tau0:g} N/m2")
@@ -85,7 +85,7 @@ def kelvin_wave(resolution: float = 0.5, south: float = -40.0, north: float = 40
 
 def ocean_gyres(grid: ocean_grid.OceanGrid, forcing: Any, reduced_gravity: tuple,
                 rest_thickness: tuple, initial_temperature: np.ndarray, dt: float,
-                momentum_advection: bool = True, no_slip: bool = True, biharmonic: bool = False,
+                momentum_advection: bool = True, no_slip: bool = False, biharmonic: bool = False,
                 minimum_thickness: float = 1.0, description: str = "",
                 dtype: str = "float32") -> OceanCase:
     """The world ocean on ``grid`` under ``forcing`` (``forcing(time) -> OceanForcing``),
