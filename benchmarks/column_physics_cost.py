@@ -5,9 +5,12 @@ last snapshot (u, v, T, q, ps, Ts on every column) and times one jitted call of 
 physics on all columns through ``ColumnPhysics.grid``, the entry point the model calls: the
 whole composition and each scheme by itself (best of 5 rounds of 20 calls). The physics
 interval is 2 dt, as in the model. Excluded: the spectral transforms and the
-dynamics around the physics (``moist_speed.py`` measures the whole step).
+dynamics around the physics (``moist_speed.py`` measures the whole step). With
+``--gradient`` it also times the reverse mode of each: value and gradient of a scalar of the
+tendencies (their sum of squares) with respect to the parameters and u, v, T, q, ps, and its
+ratio to the forward call (where the rollout's gradient/forward ratio comes from).
 
-    python benchmarks/column_physics_cost.py [--resolution t31] [--levels 8] [--out FILE]
+    python benchmarks/column_physics_cost.py [--resolution t31] [--levels 8] [--gradient] [--out FILE]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 from omegaconf import OmegaConf
@@ -66,18 +70,45 @@ def main(args) -> list[str]:
                             roughness_length=3.21e-5 * ones, q_flux=0.0 * ones)
     columns = lat.size
     lines = [f"# python benchmarks/column_physics_cost.py --resolution {args.resolution} "
-             f"--levels {args.levels} --days {args.days:g}",
+             f"--levels {args.levels} --days {args.days:g}"
+             + (" --gradient" if args.gradient else ""),
              f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
              f"{platform.processor() or platform.machine()}, jax {jax.__version__}, "
              f"{jax.default_backend()}",
              f"{columns} columns x {levels} levels, physics interval {interval:g} s; "
-             "ms per jitted call of ColumnPhysics.grid (the model's entry point), best of 5 x 20"]
+             "ms per jitted call of ColumnPhysics.grid (the model's entry point), best of 5 x 20"
+             + ("; gradient: value_and_grad of the tendencies' sum of squares w.r.t. "
+                "(parameters, T, u, v, q, ps)" if args.gradient else "")]
+    if args.gradient:
+        lines.append(f"{'scheme':28s} {'forward':>8s} {'gradient':>9s} {'ratio':>6s} "
+                     f"{'compile s (fwd, grad)':>22s}")
     for name, schemes in [("all", physics.schemes)] + [(s.name, (s,)) for s in physics.schemes]:
         part = ColumnPhysics(schemes=tuple(schemes), surface=physics.surface)
-        call = jax.jit(lambda t, u, v, q, ps, part=part: part.grid(
-            params, u, v, t, {"specific_humidity": q}, ps, surface.temperature, surface,
-            interfaces, lat, lon, 0.0 * ps, 0.0, interval)[0])
-        lines.append(f"{name:28s} {best_time(call, (*fields, flat[0])) * 1e3:8.2f}")
+
+        def tendencies(p, t, u, v, q, ps, part=part):
+            return part.grid(p, u, v, t, {"specific_humidity": q}, ps, surface.temperature,
+                             surface, interfaces, lat, lon, 0.0 * ps, 0.0, interval)[0]
+
+        call = jax.jit(lambda *x, f=tendencies: f(params, *x))
+        start = time.perf_counter()
+        call.lower(*fields, flat[0]).compile()
+        compile_forward = time.perf_counter() - start
+        forward = best_time(call, (*fields, flat[0])) * 1e3
+        if not args.gradient:
+            lines.append(f"{name:28s} {forward:8.2f}")
+            continue
+
+        def scalar(p, *x, f=tendencies):
+            return sum(jnp.sum(leaf.astype(jnp.float32) ** 2)
+                       for leaf in jax.tree_util.tree_leaves(f(p, *x)))
+
+        grad = jax.jit(jax.value_and_grad(scalar, argnums=tuple(range(6))))
+        start = time.perf_counter()
+        grad.lower(params, *fields, flat[0]).compile()
+        compile_s = [compile_forward, time.perf_counter() - start]
+        backward = best_time(grad, (params, *fields, flat[0])) * 1e3
+        lines.append(f"{name:28s} {forward:8.2f} {backward:9.2f} {backward / forward:6.2f} "
+                     f"{compile_s[0]:10.2f} {compile_s[1]:10.2f}")
     return lines
 
 
@@ -86,6 +117,7 @@ if __name__ == "__main__":
     ap.add_argument("--resolution", default="t31")
     ap.add_argument("--levels", default="8")
     ap.add_argument("--days", type=float, default=2.0)
+    ap.add_argument("--gradient", action="store_true")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     text = "\n".join(main(a)) + "\n"

@@ -1,12 +1,14 @@
 """20-year validation of ``ocean_gyres`` at 2 degrees, 2 layers (issue 12): run, then analyse.
 
     python benchmarks/ocean_gyres_validation.py run DIR [OVERRIDES]   # esm-run, 20 years
-    python benchmarks/ocean_gyres_validation.py analyse DIR [--no-restoring-dir DIR2]
+    python benchmarks/ocean_gyres_validation.py analyse DIR [--no-restoring-dir DIR2] [--end-year N]
     python benchmarks/ocean_gyres_validation.py drake DIR   # a run made with ocean.south=-70
 
 ``run`` calls ``esm-run experiment=ocean_gyres ocean.resolution=2deg run.days=7300`` with
 10-day snapshots into DIR (about 15 min on 2 cores). ``analyse`` reads DIR/ocean.nc and
-prints, as JSON (committed under benchmarks/results/), means over years 16-20:
+prints, as JSON (committed under benchmarks/results/), means over years 16-20 (with
+``--end-year N``, of a longer run: years N-4..N, compared with N-9..N-5; the key names keep
+"16_20" and "11_15", the JSON's ``years_analysed`` says which; figures are then not written):
 
 * transports (Sv, sum over the active layers of v h dx, northward positive) across 30N from
   the western coast to 10 degrees offshore in the North Atlantic and North Pacific, against
@@ -103,7 +105,8 @@ def drake(folder: str) -> dict:
 
 def active_volume_drift(ds) -> dict:
     """Rate of change (Sv) of each active layer's volume and of their sum over each of
-    years 1, 5, 10, 15 and 20 (from the snapshots nearest the year's ends)."""
+    years 1, 5, 10, 15, 20, 30, ..., 60 that the run covers (from the snapshots nearest the
+    year's ends)."""
     lon, lat_v = ds.lon.values, ds.lat_v.values
     band = np.sin(np.deg2rad(lat_v[1:])) - np.sin(np.deg2rad(lat_v[:-1]))
     area = RADIUS ** 2 * np.deg2rad(float(lon[1] - lon[0])) * band[:, None] * np.ones(lon.size)
@@ -111,7 +114,9 @@ def active_volume_drift(ds) -> dict:
     seconds = (ds.time.values - ds.time.values[0]) / np.timedelta64(1, "s")
     year = 365.0 * 86400.0
     out = {}
-    for y in (1, 5, 10, 15, 20):
+    for y in (1, 5, 10, 15, 20, 30, 40, 50, 60):
+        if y * year > seconds[-1] + 86400.0:
+            break
         i, j = (int(np.argmin(np.abs(seconds - t))) for t in ((y - 1) * year, y * year))
         if j > i:
             rate = (volume[j] - volume[i]) / (seconds[j] - seconds[i]) / 1e6
@@ -182,7 +187,7 @@ def _annual_stress(folder: Path):
             np.asarray(fields.wind_stress_y).mean(0) * scale)
 
 
-def analyse(folder: str, no_restoring: str | None = None) -> dict:
+def analyse(folder: str, no_restoring: str | None = None, end_year: int = 20) -> dict:
     from esm.app import ocean_data
 
     folder = Path(folder)
@@ -193,7 +198,8 @@ def analyse(folder: str, no_restoring: str | None = None) -> dict:
                  for n in ("tos", "zos"))
     out["no_nan"] = finite and all(bool(np.isfinite(np.nan_to_num(ds[n].values, nan=0.0)).all())
                                    for n in ("uo", "vo", "thkcello"))
-    late, mid = _years(ds, 16, 20), _years(ds, 11, 15)
+    late, mid = _years(ds, end_year - 4, end_year), _years(ds, end_year - 9, end_year - 5)
+    out["years_analysed"] = [end_year - 4, end_year]
     lat, lat_v, lon = ds.lat.values, ds.lat_v.values, ds.lon.values
     dlon = float(lon[1] - lon[0])
     ocean = ds.sftof.values > 0
@@ -280,7 +286,8 @@ def analyse(folder: str, no_restoring: str | None = None) -> dict:
         "north_pacific_10_40N": correlation(north, "north_pacific"),
         "all_basins_40S_40N": correlation(tropics, None),
         "note": "correlation of zonal anomalies (per row and basin), cos(lat) weights; [r, points]"}
-    figures(folder, ds, total, d14, vh_late, lat, lat_v, lon, ocean)
+    if end_year == 20:
+        figures(folder, ds, total, d14, vh_late, lat, lat_v, lon, ocean)
 
     from calibration.observations import load_observations
 
@@ -293,7 +300,7 @@ def analyse(folder: str, no_restoring: str | None = None) -> dict:
     w = np.cos(np.deg2rad(lat))[:, None] * np.ones(ocean.shape)
 
     def sst_error(dataset, run):
-        sst = _years(dataset, 16, 20).tos.mean("time").values
+        sst = _years(dataset, end_year - 4, end_year).tos.mean("time").values
         err = np.where(band, sst - ref, 0.0)
         return {"run": str(run), "rmse_60S_60N_K": float(np.sqrt(np.sum(w * err ** 2) / np.sum(w * band))),
                 "bias_60S_60N_K": float(np.sum(w * err) / np.sum(w * band)),
@@ -359,4 +366,5 @@ if __name__ == "__main__":
     other = None
     if "--no-restoring-dir" in sys.argv:
         other = sys.argv[sys.argv.index("--no-restoring-dir") + 1]
-    print(json.dumps(analyse(sys.argv[2], other), indent=1))
+    end = int(sys.argv[sys.argv.index("--end-year") + 1]) if "--end-year" in sys.argv else 20
+    print(json.dumps(analyse(sys.argv[2], other, end), indent=1))

@@ -18,7 +18,9 @@ by ``newton_iterations`` (static, default 3) Newton iterations from dq = 0,
     F'(dq) = -1 - rh_c (L / c_p) dq_s/dT(T + (L/c_p) dq, p),
 
 which converge monotonically (F is concave and decreasing; three iterations leave a relative
-residual below 1e-10 for supersaturations up to several per cent). The solution dq_N is
+residual below 1e-10 for supersaturations up to several per cent; the iterations carry no
+derivatives, the root gets the implicit-function derivative, ``esm.core.solvers``). The
+solution dq_N is
 negative in subsaturated layers; the condensed amount is its positive part
 
     dq = max(dq_N, 0)                      (``smoothing_width`` = 0: the hard switch), or
@@ -55,6 +57,7 @@ from esm.atmosphere.column import (AbstractColumnScheme, ColumnOutput, ColumnSta
                                    saturation_specific_humidity_slope)
 from esm.core import constants
 from esm.core.parameters import Parameter
+from esm.core.solvers import implicit_root, stopped
 
 HUMIDITY = "specific_humidity"
 
@@ -68,17 +71,23 @@ CONDENSATION_PARAMETERS = (
 
 def saturation_adjustment(temperature, humidity, pressure, critical_relative_humidity,
                           iterations: int = 3):
-    """The Newton solution dq (kg/kg, (K,)) of eq. (1), negative where subsaturated."""
+    """The Newton solution dq (kg/kg, (K,)) of eq. (1), negative where subsaturated. The
+    iterations run without derivatives; the root carries the implicit-function derivative
+    (``esm.core.solvers.implicit_root``)."""
     ratio = constants.LATENT_HEAT_VAPORIZATION / constants.HEAT_CAPACITY_DRY_AIR
-    dq = jnp.zeros_like(humidity)
+
+    def residual(dq, t, q, p, rh):
+        return q - dq - rh * saturation_specific_humidity(t + ratio * dq, p)
+
+    def slope(dq, t, p, rh):  # minus d residual / d dq
+        return 1.0 + rh * ratio * saturation_specific_humidity_slope(t + ratio * dq, p)
+
+    args = (temperature, humidity, pressure, critical_relative_humidity)
+    t, q, p, rh = stopped(args)
+    dq = jnp.zeros_like(q)
     for _ in range(iterations):
-        t = temperature + ratio * dq
-        residual = humidity - dq - critical_relative_humidity * saturation_specific_humidity(
-            t, pressure)
-        slope = 1.0 + critical_relative_humidity * ratio * saturation_specific_humidity_slope(
-            t, pressure)
-        dq = dq + residual / slope
-    return dq
+        dq = dq + residual(dq, t, q, p, rh) / slope(dq, t, p, rh)
+    return implicit_root(residual, dq, args, -slope(dq, t, p, rh))
 
 
 class LargeScaleCondensation(AbstractColumnScheme):
