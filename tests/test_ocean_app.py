@@ -110,3 +110,19 @@ def test_each_ocean_experiment_builds_and_steps():
                                                     setup.params)
         for leaf in jax.tree.leaves(st.current(carry)):
             assert np.isfinite(np.asarray(leaf)).all(), name
+
+
+@pytest.mark.slow
+def test_ocean_gyres_at_1deg_keeps_its_mixed_layer(tmp_path):
+    """At 1 degree the coastal Ekman upwelling under the Somali jet (~11 m/day on 1-degree
+    cells) exceeded the largest entrainment, rate x depth = 50 m / 5 days: the mixed layer
+    thinned to the 1-m floor and the run blew up at day 222 (A = 5e4; at day 936 with 1e5).
+    With the 1-degree default rate of 1/day, 300 days (past that blow-up) end normally and the
+    mixed layer stays thicker than 20 m everywhere (it stays above 37 m over 3 years)."""
+    run = tmp_path / "one"
+    r = esm(["experiment=ocean_gyres", "ocean.resolution=1deg", "run.days=300",
+             "output.every_hours=720", "run.progress=false", f"hydra.run.dir={run}"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    with xr.open_dataset(run / "ocean.nc") as ds:
+        thinnest = float(ds.thkcello.isel(lev=0).min())
+    assert thinnest > 20.0, thinnest

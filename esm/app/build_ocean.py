@@ -28,6 +28,7 @@ import numpy as np
 
 from esm.app.build import ConfigError, ModelSetup, _get
 from esm.core import parameters, time_integration
+from esm.core.constants import SECONDS_PER_DAY
 from esm.ocean import cases, dynamics
 from esm.ocean import grid as ocean_grid
 
@@ -38,6 +39,13 @@ RESOLUTIONS = {"4deg": (ocean_grid.RESOLUTIONS["4deg"], 60.0, 8.0e5),
                "2deg": (ocean_grid.RESOLUTIONS["2deg"], 60.0, 1.0e5),
                "1deg": (ocean_grid.RESOLUTIONS["1deg"], 30.0, 5.0e4),
                "0.5deg": (ocean_grid.RESOLUTIONS["0.5deg"], 30.0, 1.0e4)}
+# ocean_gyres: entrainment rate (1/s) where the declared default, 1 / (5 days), is too slow. Its
+# largest mixed-layer source, rate x entrainment_depth = 50 m / 5 days = 10 m/day, must exceed
+# the Ekman upwelling of the coastal cells: under the Somali jet (tau ~ 0.3 N/m2, f at 8N) that
+# is ~6 m/day on 2-degree cells but ~11 m/day on 1-degree cells, where with 1 / (5 days) the
+# mixed layer thinned to the 1-m floor and ocean_gyres blew up within 1-3 years (day 222 at
+# A = 5e4, 576 at 7e4, 936 at 1e5; docs/ocean.md).
+ENTRAINMENT_RATE = {"1deg": 1.0 / SECONDS_PER_DAY, "0.5deg": 1.0 / SECONDS_PER_DAY}
 # default layers: rest thicknesses (m) and reduced gravities (m/s2) of the interfaces below
 LAYERS = {1: ((400.0,), (0.02,)), 2: ((150.0, 350.0), (0.015, 0.01)),
           3: ((100.0, 200.0, 300.0), (0.015, 0.01, 0.008))}
@@ -258,6 +266,8 @@ def build_ocean(cfg: Mapping) -> ModelSetup:
                          f"layer, FNOC wind stress and Esbensen-Kushnir heat flux climatologies"),
             dtype=precision)
         overrides.setdefault("ocean.laplacian_viscosity", viscosity)
+        if res_name in ENTRAINMENT_RATE:
+            overrides.setdefault("ocean.entrainment_rate", ENTRAINMENT_RATE[res_name])
     eq = case.equation
     try:
         params = parameters.default_values(dynamics.DECLARATIONS, overrides, dtype=precision)
