@@ -23,7 +23,7 @@ prints, as JSON (committed under benchmarks/results/), means over years 16-20 (w
 * with the rows south of 58S open (``ocean.south=-70``): the eastward transport through
   Drake Passage (68W, south of 54S), reported only;
 * the drift of the active volume (Sv, per layer and in all, from the change over each of
-  years 1, 5, 10, 15 and 20: the sponge at the closed rows is the active layers' only net
+  years 1, 5, 10, 15, 20, 30, ..., 60 that the run covers: the sponge at the closed rows is the active layers' only net
   volume source or sink) and the net northward active-layer transport across the Atlantic
   at 32S, 0 and 30N;
 * with ``--no-restoring-dir``: the area-weighted RMSE of that run's SST (restoring off,
@@ -213,6 +213,9 @@ def analyse(folder: str, no_restoring: str | None = None, end_year: int = 20) ->
     def row_of(latitude):
         return int(np.argmin(np.abs(lat_v - latitude)))
 
+    def transport(vh, j, cells):  # Sv northward across row j of the v faces, over cells
+        return float(np.sum(vh[j, cells]) * dx_v[j] / 1e6)
+
     # 30N: western boundary current vs Sverdrup
     sverdrup = {}
     for basin in ("north_atlantic", "north_pacific"):
@@ -223,8 +226,7 @@ def analyse(folder: str, no_restoring: str | None = None, end_year: int = 20) ->
         beta = 2 * OMEGA * np.cos(np.deg2rad(lat_v[j])) / RADIUS
         interior = seg[span:]
         sv = -np.sum(curl[j, interior] / (RHO0 * beta)) * dx_v[j] / 1e6
-        t_late = float(np.sum(vh_late[j, wbc]) * dx_v[j] / 1e6)
-        t_mid = float(np.sum(vh_mid[j, wbc]) * dx_v[j] / 1e6)
+        t_late, t_mid = transport(vh_late, j, wbc), transport(vh_mid, j, wbc)
         sverdrup[basin] = {"latitude": float(lat_v[j]), "west_coast_lon": float(lon[seg[0]]),
                            "east_coast_lon": float(lon[seg[-1]]),
                            "wbc_transport_years_16_20_Sv": t_late,
@@ -232,7 +234,7 @@ def analyse(folder: str, no_restoring: str | None = None, end_year: int = 20) ->
                            "change_vs_years_11_15": t_late / t_mid - 1.0 if t_mid else None,
                            "sverdrup_return_Sv": float(sv),
                            "wbc_over_sverdrup": t_late / float(sv) if sv else None,
-                           "interior_model_Sv": float(np.sum(vh_late[j, interior]) * dx_v[j] / 1e6)}
+                           "interior_model_Sv": transport(vh_late, j, interior)}
     out["transport_30N"] = sverdrup
     wbc = {}
     for latitude, basins in WBC_LATS.items():
@@ -240,7 +242,7 @@ def analyse(folder: str, no_restoring: str | None = None, end_year: int = 20) ->
         for basin in basins:
             seg = _segment(wet_v[j], lon, BASINS[basin])
             near = seg[:max(1, int(round(5.0 / dlon)))]
-            t = float(np.sum(vh_late[j, near]) * dx_v[j] / 1e6) * (1 if latitude > 0 else -1)
+            t = transport(vh_late, j, near) * (1 if latitude > 0 else -1)
             wbc[f"{basin}@{latitude:g}"] = {"poleward_Sv": t, "west_coast_lon": float(lon[seg[0]])}
     out["western_boundary_poleward_transport"] = wbc
     if lat_v[0] < -58.0:  # Drake Passage open (ocean.south=-70): circumpolar transport, reported
@@ -252,7 +254,7 @@ def analyse(folder: str, no_restoring: str | None = None, end_year: int = 20) ->
         j = row_of(latitude)
         basin = "south_atlantic" if latitude < 0 else "north_atlantic"
         seg = _segment(wet_v[j], lon, BASINS[basin])
-        atlantic[f"{latitude:g}"] = float(np.sum(vh_late[j, seg]) * dx_v[j] / 1e6)
+        atlantic[f"{latitude:g}"] = transport(vh_late, j, seg)
     out["atlantic_net_northward_Sv"] = atlantic
 
     # thickness against the Levitus 14 degC isotherm depth

@@ -13,6 +13,7 @@ solve must converge (the schemes' tests compare with finite differences in float
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -28,29 +29,30 @@ def implicit_root(residual: Callable, x, args: tuple, slope=None):
     """The root ``x`` of ``residual(x, *args) = 0`` (elementwise), already computed, carrying
     the implicit-function derivative with respect to ``args``.
 
-    ``slope`` is dr/dx at ``x`` (elementwise; computed by forward mode when None). The value
-    returned is ``x`` itself, and a computation without derivatives costs nothing more (the
-    derivative is a ``jax.custom_jvp`` rule: dx = -(dr/dargs . dargs) / slope, linear in the
-    tangents, so reverse mode transposes it). Where the slope is zero or not finite the
-    derivative is zero. ``residual`` must not close over traced values."""
+    ``slope`` is dr/dx at ``x`` (elementwise; computed by forward mode, inside the derivative
+    rule, when None). The value returned is ``x`` itself, and a computation without
+    derivatives costs nothing more (the derivative is a ``jax.custom_jvp`` rule:
+    dx = -(dr/dargs . dargs) / slope, linear in the tangents, so reverse mode transposes it).
+    Where the slope is zero or not finite the derivative is zero. ``residual`` must not close
+    over traced values."""
     x = jax.lax.stop_gradient(x)
-    if slope is None:
-        _, slope = jax.jvp(lambda y: residual(y, *stopped(args)), (x,), (jnp.ones_like(x),))
-    return _root(residual, x, jax.lax.stop_gradient(slope), tuple(args))
+    if slope is not None:
+        slope = jax.lax.stop_gradient(slope)
+    return _root(residual, x, slope, tuple(args))
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _root(residual, x, slope, args):
-    @jax.custom_jvp
-    def root(x, slope, args):
-        return x
+    return x
 
-    @root.defjvp
-    def root_jvp(primals, tangents):
-        x, slope, args = primals
-        _, _, dargs = tangents
-        _, dr = jax.jvp(lambda a: residual(x, *a), (args,), (dargs,))
-        usable = jnp.isfinite(slope) & (slope != 0)
-        inverse = jnp.where(usable, 1.0 / jnp.where(usable, slope, 1.0), 0.0)
-        return x, -dr * inverse
 
-    return root(x, slope, args)
+@_root.defjvp
+def _root_jvp(residual, primals, tangents):
+    x, slope, args = primals
+    dargs = tangents[2]
+    if slope is None:
+        _, slope = jax.jvp(lambda y: residual(y, *args), (x,), (jnp.ones_like(x),))
+    _, dr = jax.jvp(lambda a: residual(x, *a), (args,), (dargs,))
+    usable = jnp.isfinite(slope) & (slope != 0)
+    inverse = jnp.where(usable, 1.0 / jnp.where(usable, slope, 1.0), 0.0)
+    return x, -dr * inverse
