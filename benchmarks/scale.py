@@ -74,10 +74,13 @@ def held_suarez(resolution="t21", levels=20, members=1, precision="float32"):
 def advance_fn(setup, n_steps, layout=None):
     st = setup.stepper
 
+    # as the driver does: each device steps its own members (``BatchLayout.map``)
+    step = st.step if layout is None else layout.map(st.step)
+
     def run(carry, p):
         if layout is not None:
             carry = layout.constrain(carry)
-        return rollout.advance(st.step, carry, p, n_steps)
+        return rollout.advance(step, carry, p, n_steps)
     return jax.jit(run)
 
 

@@ -202,9 +202,10 @@ class EnsembleKalmanInversion:
         points = jnp.concatenate([mean[None], ens])
         if self.layout is None:
             r_all = jax.vmap(self.problem.residuals)(points)
-        else:  # the mean and the members' runs along the mesh's batch axis
+        else:  # the mean and the members' runs along the mesh's batch axis, each device its own
             points = self.layout.constrain(self.layout.pad(points))
-            r_all = self.layout.unpad(jax.vmap(self.problem.residuals)(points))
+            runs = self.layout.map(lambda z, _: jax.vmap(self.problem.residuals)(z))
+            r_all = self.layout.unpad(runs(points, None))
         r_mean, r_raw = r_all[0], r_all[1:]
         ok = member_succeeded(r_raw)
         w = ok.astype(r_raw.dtype)[:, None]

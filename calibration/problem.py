@@ -137,18 +137,21 @@ class WindowForward:
         def observe(carry):
             return self.operator(eq, st.current(carry))
 
-        def one(x0):
-            carry = st.init(x0, params)
-            _, obs = rollout.integrate(st.step, carry, params, self.n_steps, self.save_every,
-                                       checkpoint=self.checkpoint, levels=self.levels,
-                                       observe=observe, checkpoints=self.checkpoints)
-            return obs
+        def windows(starts, p):
+            def one(x0):
+                carry = st.init(x0, p)
+                _, obs = rollout.integrate(st.step, carry, p, self.n_steps, self.save_every,
+                                           checkpoint=self.checkpoint, levels=self.levels,
+                                           observe=observe, checkpoints=self.checkpoints)
+                return obs
+            return jax.vmap(one)(starts)
 
         if self.layout is None:
-            return jax.vmap(one)(self.initial_states)
-        # windows along the mesh's batch axis (padded to the device count, padding dropped)
+            return windows(self.initial_states, params)
+        # windows along the mesh's batch axis (padded to the device count, padding dropped),
+        # each device running its own
         starts = self.layout.constrain(self.layout.pad(self.initial_states))
-        return self.layout.unpad(jax.vmap(one)(starts))
+        return self.layout.unpad(self.layout.map(windows)(starts, params))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -140,7 +141,39 @@ def calibration(out: Path) -> dict:
             "devices": [d4, d1], "eki_rel": rel(e4, e1), "eki_devices": [k4, k1]}
 
 
-CHECKS = {"members_float64": lambda out: members(out, "float64"),
+COLLECTIVE = re.compile(r"(all-gather|all-reduce|reduce-scatter|collective-permute|all-to-all)"
+                        r"(?:-start)?\(.*?op_name=\"([^\"]*)\"")
+
+
+def member_collectives() -> dict:
+    """The collectives (op, JAX op name) in the compiled programs of a 4-member T21 run over
+    4 devices: the driver's chunk and the ensemble step alone. Each device must step its own
+    member: no all-gather of the ensemble (XLA's partitioner, left to itself, gathered it
+    before every FFT)."""
+    import jax
+
+    from esm.app.build import build_layout, build_model
+    from esm.app.cli import validated
+    from esm.driver.simulation import Simulation
+
+    cfg = validated(["experiment=held_suarez", "resolution=t21", "run.days=1",
+                     "ensemble.members=4", "precision=float64"])
+    setup = build_model(cfg)
+    layout = build_layout(cfg, setup)
+    sim = Simulation(setup, 48, layout=layout, snapshots_per_chunk=1)
+    sim.run()
+    chunk = [m.groups() for c in sim._compiled.values() for m in COLLECTIVE.finditer(c.as_text())]
+    carry = layout.place(layout.pad(setup.stepper.init(setup.initial_state, setup.params)))
+    step = jax.jit(layout.map(setup.stepper.step)).lower(carry, setup.params).compile()
+    return {"layout": type(layout).__name__, "chunk": chunk,
+            "step": [m.groups() for m in COLLECTIVE.finditer(step.as_text())]}
+
+
+def members_float64(out: Path) -> dict:
+    return {**members(out, "float64"), "collectives": member_collectives()}
+
+
+CHECKS = {"members_float64": members_float64,
           "members_float32": lambda out: members(out, "float32", counts=(4,)),
           "levels": levels, "calibration": calibration}
 

@@ -47,6 +47,12 @@ def test_ensemble_members_sharded_over_four_devices_match_one_device(tmp_path):
     assert r["member2_size"] == 1
     for var, d in r["member2"].items():
         assert d <= 1e-10, ("member 2 of 4 vs a 1-member run of member 2", var, d)
+    # each device steps its own member: the step has no collective at all, and the driver's
+    # chunk only the all-reduce of its finiteness check (no all-gather of the ensemble)
+    c = r["collectives"]
+    assert c["layout"] == "BatchLayout"
+    assert c["step"] == [], c["step"]
+    assert c["chunk"] and all(op == "all-reduce" for op, _ in c["chunk"]), c["chunk"]
 
 
 @pytest.mark.slow  # a float32 smoke check beside the float64 one

@@ -1,11 +1,15 @@
 """Spreading work over devices with JAX's own sharding machinery (``jax.sharding``).
 
 A ``BatchLayout`` puts a leading batch axis (ensemble members, calibration windows, EKI
-members) on the ``batch`` axis of a one-dimensional ``Mesh`` over the visible devices; the
-jitted step functions are left to XLA's SPMD partitioner, which runs each device's members
-with no communication (the members are independent). A batch that the device count does not
-divide is padded with copies of its last entry (``jax.device_put`` refuses an uneven split),
-and the padding is dropped before anything is written or reduced.
+members) on the ``batch`` axis of a one-dimensional ``Mesh`` over the visible devices. The
+work on the entries runs under ``BatchLayout.map`` (``jax.shard_map``): each device steps
+its own entries and nothing is communicated (the entries are independent). It is not left
+to XLA's SPMD partitioner: that partitioner does not split an FFT along a batch axis, so a
+sharding constraint alone made every device all-gather the whole ensemble before each of
+the step's 9 transforms and compute every member (16 members on 2 CPU devices ran 1.56x
+slower than one after another on one; benchmarks/scale.py). A batch that the device count
+does not divide is padded with copies of its last entry (``jax.device_put`` refuses an
+uneven split), and the padding is dropped before anything is written or reduced.
 
 ``LevelLayout`` shards the vertical axis of a spectral state over a ``level`` mesh axis for
 resolutions whose state outgrows one device: the per-level work (transforms, tendencies) is
@@ -103,6 +107,37 @@ class BatchLayout:
         """Inside jit: ask the partitioner to keep ``tree`` laid out as ``place`` puts it."""
         return jax.lax.with_sharding_constraint(tree, self.shardings(tree))
 
+    def _specs(self, tree, axis_of):
+        def one(x):
+            shape = getattr(x, "shape", ())
+            axis = axis_of(x)
+            if len(shape) > axis and shape[axis] == self.padded:
+                return PartitionSpec(*([None] * axis + ["batch"]))
+            return PartitionSpec()
+        return jax.tree.map(one, tree)
+
+    def map(self, fn: Callable, out_axis_of: Callable[[Any], int] | None = None) -> Callable:
+        """``fn(batched, shared)`` run on each device's own entries (``jax.shard_map``).
+
+        ``batched``: a pytree whose leaves hold ``padded`` entries along their batch axis
+        (``axis_of``; other leaves are passed whole to every device); ``shared``: replicated
+        on every device (parameters). ``fn`` must treat the entries independently (a
+        ``vmap`` or an ensemble stepper) and return leaves with the batch along
+        ``out_axis_of`` (default ``axis_of``). Differentiable; used inside jit."""
+        out_axis_of = out_axis_of or self.axis_of
+
+        def mapped(batched, shared):
+            out = jax.eval_shape(fn, batched, shared)
+            in_specs = (self._specs(batched, self.axis_of),
+                        jax.tree.map(lambda _: PartitionSpec(), shared))
+            # check_vma off: a rollout's carry may start unvarying (an initial state shared by
+            # EKI members) and vary after a step; cotangents of ``shared`` are still summed
+            # over the devices (shard_map's transpose), as the calibration tests check
+            return jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs,
+                                 out_specs=self._specs(out, out_axis_of),
+                                 check_vma=False)(batched, shared)
+        return mapped
+
 
 class LevelLayout:
     """The vertical axis of 3-d spectral fields (leading axis of length ``levels``) sharded
@@ -136,3 +171,8 @@ class LevelLayout:
 
     def constrain(self, tree):
         return jax.lax.with_sharding_constraint(tree, self.shardings(tree))
+
+    def map(self, fn: Callable, out_axis_of: Callable[[Any], int] | None = None) -> Callable:
+        """``fn`` itself: a level-sharded model needs the partitioner's collectives (the
+        vertical couplings), so it is not mapped device by device."""
+        return fn

@@ -341,7 +341,10 @@ class Simulation:
         """One step; a non-finite result is recorded (first bad step and fields) and the
         carry and step counter stay frozen at the last finite step from then on."""
         stepper = self.model.stepper
-        carry = stepper.step(g.carry, params)
+        if self.layout is None:
+            carry = stepper.step(g.carry, params)
+        else:  # each device steps its own members
+            carry = self.layout.map(stepper.step)(g.carry, params)
         if self.inject_nan is not None:
             carry = self._inject(carry, g.step + 1)
         leaves = jax.tree.leaves(stepper.current(carry))
