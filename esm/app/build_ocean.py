@@ -262,6 +262,7 @@ def build_ocean(cfg: Mapping) -> ModelSetup:
             momentum_advection=_flag(cfg, "momentum_advection", True),
             no_slip=_flag(cfg, "no_slip", False), biharmonic=_flag(cfg, "biharmonic", False),
             minimum_thickness=_number(cfg, "minimum_thickness", 1.0),
+            thickness_diffusion=float(overrides.get("ocean.thickness_diffusivity", 0.0)) > 0.0,
             description=(f"world ocean at {res_name}, {len(thick)} layers over a resting deep "
                          f"layer, FNOC wind stress and Esbensen-Kushnir heat flux climatologies"),
             dtype=precision)

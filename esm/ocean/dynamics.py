@@ -34,6 +34,14 @@ Discretisation:
   h itself is never modified). The scaled fluxes are also the mixed layer's heat carriers,
   so heat stays consistent with volume.
 * Mixed-layer temperature: flux form, first-order upwind face temperature.
+* Eddy thickness flux (optional, ``thickness_diffusion=True``): the Gent & McWilliams
+  (1990, J. Phys. Oceanogr. 20, 150–155) closure, which in isopycnal layers is the
+  diffusion of each layer's thickness, dh_k/dt = ... + div(kappa grad h_k): a bolus
+  volume flux -kappa dh_k/dn across every open face, added to the layer's volume flux
+  (limited with it, so h stays positive) and carrying the mixed layer's heat with it. It
+  does not enter the momentum equations. It lets the eddies return the Southern Ocean's
+  Ekman transport across the sponge edge within years instead of the century the
+  first-mode Rossby waves need to build a geostrophic return (docs/ocean.md).
 
 Budgets: the state carries running integrals (area-weighted, over the ocean) of every
 source of heat and volume, integrated by the same stepper as the fields, so the change of
@@ -73,6 +81,9 @@ DECLARATIONS = (
               "mixed-layer thickness below which water is entrained from the layer below"),
     Parameter("ocean.entrained_temperature", 10.0, "degC", (-2.0, 35.0), "identity", 2.0,
               "temperature of the entrained water"),
+    Parameter("ocean.thickness_diffusivity", 0.0, "m2 s-1", (0.0, 1.0e5), "identity", None,
+              "Gent-McWilliams (1990) thickness diffusivity kappa of every layer (acts only "
+              "where it is configured above 0: the equation's thickness_diffusion)"),
     Parameter("ocean.restoring", 40.0, "W m-2 K-1", (0.0, 500.0), "identity", None,
               "SST restoring coefficient lambda of Q = Q_obs - <Q_obs> + lambda (T_obs - T) "
               "(Haney 1971); 0 turns restoring off"),
@@ -214,6 +225,7 @@ class ReducedGravityOcean(eqx.Module):
     freezing_days: float = eqx.field(static=True, default=1.0)
     freezing_width: float = eqx.field(static=True, default=0.1)
     entrainment_width: float = eqx.field(static=True, default=1.0)
+    thickness_diffusion: bool = eqx.field(static=True, default=False)
     dtype: str = eqx.field(static=True, default="float32")
 
     def __check_init__(self):
@@ -294,14 +306,24 @@ class ReducedGravityOcean(eqx.Module):
         lap_v = ddiv + (_east(zeta) - zeta) / mt["dxf"]
         return lap_u * mt["uo"], lap_v * mt["vo"]
 
-    def _limited_fluxes(self, u, v, h, mt):
-        """Thickness fluxes U = u h dy, V = v h dx (m^3/s), scaled where a cell would lose
-        more than its thickness above the minimum within 2 dt."""
+    def _bolus_fluxes(self, h, kappa, mt):
+        """Gent–McWilliams thickness fluxes -kappa dh/dn through the open faces (m^3/s)."""
+        hp = jnp.concatenate([h[..., :1, :], h, h[..., -1:, :]], axis=-2)
+        U = -kappa * (h - _west(h)) / mt["dxc"] * mt["dy"] * mt["uo"]
+        V = -kappa * (hp[..., 1:, :] - hp[..., :-1, :]) / mt["dy"] * mt["dxf"] * mt["vo"]
+        return U, V
+
+    def _limited_fluxes(self, u, v, h, mt, extra=None):
+        """Thickness fluxes U = u h dy, V = v h dx (m^3/s), plus ``extra`` (U, V) fluxes,
+        scaled where a cell would lose more than its thickness above the minimum within
+        2 dt."""
         h_u = 0.5 * (h + _west(h))
         hp = jnp.concatenate([h[..., :1, :], h, h[..., -1:, :]], axis=-2)
         h_v = 0.5 * (hp[..., 1:, :] + hp[..., :-1, :])
         U = u * mt["uo"] * h_u * mt["dy"]
         V = v * mt["vo"] * h_v * mt["dxf"]
+        if extra is not None:
+            U, V = U + extra[0], V + extra[1]
         out = (jnp.maximum(_east(U), 0.0) + jnp.maximum(-U, 0.0)
                + jnp.maximum(V[..., 1:, :], 0.0) + jnp.maximum(-V[..., :-1, :], 0.0))
         available = mt["area"] * jnp.maximum(h - self.minimum_thickness, 0.0)
@@ -373,6 +395,9 @@ class ReducedGravityOcean(eqx.Module):
         rest = jnp.asarray(self.rest_thickness, h.dtype)[:, None, None]
         du = (du - sponge * u) * mt["uo"]
         dv = (dv - sponge_v * v) * mt["vo"]
+        if self.thickness_diffusion:  # volume and heat move with the eddy flux too
+            U, V = self._limited_fluxes(
+                u, v, h, mt, extra=self._bolus_fluxes(h, p["thickness_diffusivity"], mt))
         div = ((_east(U) - U) + V[..., 1:, :] - V[..., :-1, :]) / mt["area"]
         # sponge: thickness relaxed to rest at the closed rows by exchange with the resting
         # deep layer (budgeted per layer as sponge_volume). Returning that volume over the
