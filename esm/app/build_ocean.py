@@ -20,6 +20,8 @@ model's ocean; restoring lambda (T_EK − T) is the equation's (``ocean.restorin
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any, Mapping
 
 import jax
@@ -262,7 +264,6 @@ def build_ocean(cfg: Mapping) -> ModelSetup:
             momentum_advection=_flag(cfg, "momentum_advection", True),
             no_slip=_flag(cfg, "no_slip", False), biharmonic=_flag(cfg, "biharmonic", False),
             minimum_thickness=_number(cfg, "minimum_thickness", 1.0),
-            thickness_diffusion=float(overrides.get("ocean.thickness_diffusivity", 0.0)) > 0.0,
             description=(f"world ocean at {res_name}, {len(thick)} layers over a resting deep "
                          f"layer, FNOC wind stress and Esbensen-Kushnir heat flux climatologies"),
             dtype=precision)
@@ -270,6 +271,8 @@ def build_ocean(cfg: Mapping) -> ModelSetup:
         if res_name in ENTRAINMENT_RATE:
             overrides.setdefault("ocean.entrainment_rate", ENTRAINMENT_RATE[res_name])
     eq = case.equation
+    if float(overrides.get("ocean.thickness_diffusivity", 0.0)) > 0.0:  # every case
+        eq = dataclasses.replace(eq, thickness_diffusion=True)
     try:
         params = parameters.default_values(dynamics.DECLARATIONS, overrides, dtype=precision)
     except ValueError as e:

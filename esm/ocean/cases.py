@@ -86,8 +86,7 @@ def kelvin_wave(resolution: float = 0.5, south: float = -40.0, north: float = 40
 def ocean_gyres(grid: ocean_grid.OceanGrid, forcing: Any, reduced_gravity: tuple,
                 rest_thickness: tuple, initial_temperature: np.ndarray, dt: float,
                 momentum_advection: bool = True, no_slip: bool = False, biharmonic: bool = False,
-                minimum_thickness: float = 1.0, thickness_diffusion: bool = False,
-                description: str = "",
+                minimum_thickness: float = 1.0, description: str = "",
                 dtype: str = "float32") -> OceanCase:
     """The world ocean on ``grid`` under ``forcing`` (``forcing(time) -> OceanForcing``),
     at rest with the mixed layer at ``initial_temperature`` (degC, (ny, nx))."""
@@ -95,8 +94,7 @@ def ocean_gyres(grid: ocean_grid.OceanGrid, forcing: Any, reduced_gravity: tuple
                                       forcing, dt=dt, momentum_advection=momentum_advection,
                                       thermodynamics=True, no_slip=no_slip,
                                       biharmonic=biharmonic,
-                                      minimum_thickness=minimum_thickness,
-                                      thickness_diffusion=thickness_diffusion, dtype=dtype)
+                                      minimum_thickness=minimum_thickness, dtype=dtype)
     return OceanCase(eq, eq.rest_state(temperature=initial_temperature), description)
 
 

@@ -39,9 +39,9 @@ Discretisation:
   diffusion of each layer's thickness, dh_k/dt = ... + div(kappa grad h_k): a bolus
   volume flux -kappa dh_k/dn across every open face, added to the layer's volume flux
   (limited with it, so h stays positive) and carrying the mixed layer's heat with it. It
-  does not enter the momentum equations. It lets the eddies return the Southern Ocean's
-  Ekman transport across the sponge edge within years instead of the century the
-  first-mode Rossby waves need to build a geostrophic return (docs/ocean.md).
+  does not enter the momentum equations. It was tried as a way to return the Southern
+  Ocean's Ekman transport across the sponge edge faster than the first-mode Rossby waves
+  do; over 20 years at 2 degrees it does not (docs/ocean.md), so it is off by default.
 
 Budgets: the state carries running integrals (area-weighted, over the ocean) of every
 source of heat and volume, integrated by the same stepper as the fields, so the change of
@@ -82,8 +82,8 @@ DECLARATIONS = (
     Parameter("ocean.entrained_temperature", 10.0, "degC", (-2.0, 35.0), "identity", 2.0,
               "temperature of the entrained water"),
     Parameter("ocean.thickness_diffusivity", 0.0, "m2 s-1", (0.0, 1.0e5), "identity", None,
-              "Gent-McWilliams (1990) thickness diffusivity kappa of every layer (acts only "
-              "where it is configured above 0: the equation's thickness_diffusion)"),
+              "Gent-McWilliams (1990) thickness diffusivity kappa of every layer; a "
+              "configured 0 builds the equation without the flux"),
     Parameter("ocean.restoring", 40.0, "W m-2 K-1", (0.0, 500.0), "identity", None,
               "SST restoring coefficient lambda of Q = Q_obs - <Q_obs> + lambda (T_obs - T) "
               "(Haney 1971); 0 turns restoring off"),
