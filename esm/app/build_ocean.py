@@ -21,7 +21,6 @@ model's ocean; restoring lambda (T_EK − T) is the equation's (``ocean.restorin
 from __future__ import annotations
 
 import dataclasses
-
 from typing import Any, Mapping
 
 import jax

@@ -60,12 +60,17 @@ class BatchLayout:
     def n_devices(self) -> int:
         return len(self.devices)
 
-    def _sharding(self, x):
+    def _spec(self, x, axis_of):
+        """Split along ``axis_of(x)`` where that axis holds ``padded`` entries, else
+        replicated."""
         shape = getattr(x, "shape", ())
-        axis = self.axis_of(x)
+        axis = axis_of(x)
         if len(shape) > axis and shape[axis] == self.padded:
-            return NamedSharding(self.mesh, PartitionSpec(*([None] * axis + ["batch"])))
-        return self.replicated
+            return PartitionSpec(*([None] * axis + ["batch"]))
+        return PartitionSpec()
+
+    def _sharding(self, x):
+        return NamedSharding(self.mesh, self._spec(x, self.axis_of))
 
     def pad(self, tree):
         """Every leaf (``size`` entries along its batch axis) padded to ``padded`` with
@@ -107,15 +112,6 @@ class BatchLayout:
         """Inside jit: ask the partitioner to keep ``tree`` laid out as ``place`` puts it."""
         return jax.lax.with_sharding_constraint(tree, self.shardings(tree))
 
-    def _specs(self, tree, axis_of):
-        def one(x):
-            shape = getattr(x, "shape", ())
-            axis = axis_of(x)
-            if len(shape) > axis and shape[axis] == self.padded:
-                return PartitionSpec(*([None] * axis + ["batch"]))
-            return PartitionSpec()
-        return jax.tree.map(one, tree)
-
     def map(self, fn: Callable, out_axis_of: Callable[[Any], int] | None = None) -> Callable:
         """``fn(batched, shared)`` run on each device's own entries (``jax.shard_map``).
 
@@ -128,13 +124,14 @@ class BatchLayout:
 
         def mapped(batched, shared):
             out = jax.eval_shape(fn, batched, shared)
-            in_specs = (self._specs(batched, self.axis_of),
+            in_specs = (jax.tree.map(lambda x: self._spec(x, self.axis_of), batched),
                         jax.tree.map(lambda _: PartitionSpec(), shared))
             # check_vma off: a rollout's carry may start unvarying (an initial state shared by
             # EKI members) and vary after a step; cotangents of ``shared`` are still summed
             # over the devices (shard_map's transpose), as the calibration tests check
             return jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs,
-                                 out_specs=self._specs(out, out_axis_of),
+                                 out_specs=jax.tree.map(lambda x: self._spec(x, out_axis_of),
+                                                        out),
                                  check_vma=False)(batched, shared)
         return mapped
 

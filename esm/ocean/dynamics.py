@@ -192,6 +192,11 @@ def _east(a):
     return jnp.roll(a, -1, axis=-1)
 
 
+def _edge_rows(a):
+    """The row axis (second to last) extended by a copy of its first and last rows."""
+    return jnp.concatenate([a[..., :1, :], a, a[..., -1:, :]], axis=-2)
+
+
 def _pad_rows(a, before, after):
     """Pad the row axis (second to last) with zeros."""
     widths = [(0, 0)] * (a.ndim - 2) + [(before, after), (0, 0)]
@@ -308,22 +313,21 @@ class ReducedGravityOcean(eqx.Module):
 
     def _bolus_fluxes(self, h, kappa, mt):
         """Gent–McWilliams thickness fluxes -kappa dh/dn through the open faces (m^3/s)."""
-        hp = jnp.concatenate([h[..., :1, :], h, h[..., -1:, :]], axis=-2)
+        hp = _edge_rows(h)
         U = -kappa * (h - _west(h)) / mt["dxc"] * mt["dy"] * mt["uo"]
         V = -kappa * (hp[..., 1:, :] - hp[..., :-1, :]) / mt["dy"] * mt["dxf"] * mt["vo"]
         return U, V
 
-    def _limited_fluxes(self, u, v, h, mt, extra=None):
-        """Thickness fluxes U = u h dy, V = v h dx (m^3/s), plus ``extra`` (U, V) fluxes,
-        scaled where a cell would lose more than its thickness above the minimum within
-        2 dt."""
+    def _velocity_fluxes(self, u, v, h, mt):
+        """Thickness fluxes U = u h dy, V = v h dx (m^3/s), centred face thickness."""
         h_u = 0.5 * (h + _west(h))
-        hp = jnp.concatenate([h[..., :1, :], h, h[..., -1:, :]], axis=-2)
+        hp = _edge_rows(h)
         h_v = 0.5 * (hp[..., 1:, :] + hp[..., :-1, :])
-        U = u * mt["uo"] * h_u * mt["dy"]
-        V = v * mt["vo"] * h_v * mt["dxf"]
-        if extra is not None:
-            U, V = U + extra[0], V + extra[1]
+        return u * mt["uo"] * h_u * mt["dy"], v * mt["vo"] * h_v * mt["dxf"]
+
+    def _limited(self, U, V, h, mt):
+        """The fluxes U, V (m^3/s) scaled where a cell would lose more than its thickness
+        above the minimum within 2 dt."""
         out = (jnp.maximum(_east(U), 0.0) + jnp.maximum(-U, 0.0)
                + jnp.maximum(V[..., 1:, :], 0.0) + jnp.maximum(-V[..., :-1, :], 0.0))
         available = mt["area"] * jnp.maximum(h - self.minimum_thickness, 0.0)
@@ -368,7 +372,8 @@ class ReducedGravityOcean(eqx.Module):
         zeta = self._vorticity(u, v, count, mt)
         absolute = mt["fq"] + (zeta if self.momentum_advection else 0.0)
         q = jnp.where(count > 0.5, absolute / jnp.maximum(h_q, self.minimum_thickness), 0.0)
-        U, V = self._limited_fluxes(u, v, h, mt)
+        raw_u, raw_v = self._velocity_fluxes(u, v, h, mt)
+        U, V = self._limited(raw_u, raw_v, h, mt)
         cor_u, cor_v = self._coriolis(q, U, V, mt)
         bernoulli = self._montgomery(h)
         if self.momentum_advection:
@@ -386,7 +391,7 @@ class ReducedGravityOcean(eqx.Module):
         rho0 = SEAWATER_REFERENCE_DENSITY
         scale = p["wind_drag"] / REFERENCE_WIND_DRAG
         h_u0 = jnp.maximum(0.5 * (h[0] + _west(h[0])), self.minimum_thickness)
-        hp0 = jnp.concatenate([h[0, :1], h[0], h[0, -1:]], axis=0)
+        hp0 = _edge_rows(h[0])
         h_v0 = jnp.maximum(0.5 * (hp0[1:] + hp0[:-1]), self.minimum_thickness)
         du = du.at[0].add(scale * forcing.wind_stress_x / (rho0 * h_u0))
         dv = dv.at[0].add(scale * forcing.wind_stress_y / (rho0 * h_v0))
@@ -396,8 +401,8 @@ class ReducedGravityOcean(eqx.Module):
         du = (du - sponge * u) * mt["uo"]
         dv = (dv - sponge_v * v) * mt["vo"]
         if self.thickness_diffusion:  # volume and heat move with the eddy flux too
-            U, V = self._limited_fluxes(
-                u, v, h, mt, extra=self._bolus_fluxes(h, p["thickness_diffusivity"], mt))
+            bolus_u, bolus_v = self._bolus_fluxes(h, p["thickness_diffusivity"], mt)
+            U, V = self._limited(raw_u + bolus_u, raw_v + bolus_v, h, mt)
         div = ((_east(U) - U) + V[..., 1:, :] - V[..., :-1, :]) / mt["area"]
         # sponge: thickness relaxed to rest at the closed rows by exchange with the resting
         # deep layer (budgeted per layer as sponge_volume). Returning that volume over the
@@ -416,7 +421,7 @@ class ReducedGravityOcean(eqx.Module):
         if self.thermodynamics:
             temperature = state.heat / jnp.maximum(h[0], self.minimum_thickness)
             t_face_u = jnp.where(U[0] > 0, _west(temperature), temperature)
-            tp = jnp.concatenate([temperature[:1], temperature, temperature[-1:]], axis=0)
+            tp = _edge_rows(temperature)
             t_face_v = jnp.where(V[0] > 0, tp[:-1], tp[1:])
             fu, fv = U[0] * t_face_u, V[0] * t_face_v
             advection = -((_east(fu) - fu) + fv[1:] - fv[:-1]) / mt["area"]
